@@ -1,0 +1,36 @@
+"""Model description -> workbook plan, in forward-pass order.
+
+    tokens -> embed -> [h0 attn -> h0 mlp] ... -> ln_f -> logits -> predict    (+ vocab, weight sheets)
+"""
+from __future__ import annotations
+
+from ..config import GPT2Config
+from .attention import add_attention_sheet
+from .core import ArrayFormula, Cell, Plan, Range, Sheet
+from .embeddings import add_embedding_sheet
+from .inputs import add_tokens_sheet
+from .mlp import add_mlp_sheet
+from .output import add_final_norm_sheet, add_logits_sheet, add_prediction_sheet
+from .vocab import add_vocab_sheet
+from .weights import add_weight_sheets, weight_name
+
+__all__ = ["build_plan", "Plan", "Sheet", "Range", "Cell", "ArrayFormula", "weight_name"]
+
+
+def build_plan(config: GPT2Config, n_ctx: int, vocab: list[str], token_ids: list[int] = ()) -> Plan:
+    """The whole workbook for `config` with `n_ctx` token slots, the first ones filled with `token_ids`."""
+    plan = Plan(n_ctx=n_ctx)
+    add_tokens_sheet(plan, n_ctx, list(token_ids))
+    compute = Plan()  # weight sheets go last in the tab order, but their names are needed first
+    w = add_weight_sheets(compute, config)
+    plan.names.update(compute.names)
+    x = add_embedding_sheet(plan, config, n_ctx)
+    for layer in range(config.n_layer):
+        x = add_attention_sheet(plan, config, layer, x, w)
+        x = add_mlp_sheet(plan, config, layer, x, w)
+    add_final_norm_sheet(plan, config, x, w)
+    add_logits_sheet(plan, config, vocab)
+    add_prediction_sheet(plan, config)
+    add_vocab_sheet(plan, vocab)
+    plan.sheets.extend(compute.sheets)
+    return plan

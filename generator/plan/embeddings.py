@@ -1,0 +1,25 @@
+"""The `embed` sheet: x = wte[token] + wpe[position], one row per token slot."""
+from __future__ import annotations
+
+from ..config import GPT2Config
+from . import formulas as f
+from .core import Plan, Range, Sheet, Stack
+
+
+def add_embedding_sheet(plan: Plan, config: GPT2Config, n_ctx: int) -> Range:
+    s = plan.add(Sheet("embed", "compute", title="Embeddings: x = wte[token] + wpe[position]"))
+    s.put(0, 0, s.title, style="title")
+    x = Stack(s).section("x (token + position embedding)", n_ctx, config.n_embd)
+    label_rows(s, x)
+    ids = plan.names["token_ids"]
+    for t in range(n_ctx):
+        s.array(x.row_range(t), f.embedding("wte", ids.row_range(t).a1(), "wpe", t))
+    plan.name("embed", x)
+    s.freeze = (2, 1)
+    return x
+
+
+def label_rows(sheet: Sheet, block: Range) -> None:
+    """Position numbers in the label column beside a block of token rows."""
+    for t in range(block.rows):
+        sheet.put(block.row + t, 0, t, style="label")
