@@ -64,7 +64,7 @@ def check_context(context: int, config: GPT2Config) -> None:
                         f"(choose 1 to {config.n_positions})")
 
 
-def plan_workbook(model: Model, context: int = DEFAULT_CONTEXT, prompt: str | None = None) -> Plan:
+def plan_workbook(model: Model, context: int, prompt: str | None = None) -> Plan:
     check_context(context, model.config)
     ids = prompt_ids(prompt, model.config, context)
     return build_plan(model.config, context, vocabulary_for(model.config), ids)
@@ -77,12 +77,17 @@ def default_output(model: Model, context: int) -> Path:
     return Path("workbooks") / f"{stem}-{model.config.n_layer}L-{context}T.xlsx"
 
 
-def build(weights=None, layers=None, context=DEFAULT_CONTEXT, prompt=None, output=None, progress=False) -> Path:
-    """Build a workbook; returns its path. Raises GPT2Error on bad input, leaving any existing file intact."""
+def build(weights=None, layers=None, context=None, prompt=None, output=None, progress=False) -> Path:
+    """Build a workbook; returns its path. Raises GPT2Error on bad input, leaving any existing file intact.
+
+    `context` (token slots) defaults to 10, or the model's n_positions when that is smaller.
+    """
     model = load_model(weights, layers)
+    if context is None:
+        context = min(DEFAULT_CONTEXT, model.config.n_positions)
     plan = plan_workbook(model, context, prompt)
     output = Path(output) if output is not None else default_output(model, context)
-    if output is not None and output.parent == Path("workbooks"):
+    if output.parent == Path("workbooks"):
         output.parent.mkdir(exist_ok=True)
     total = sum(v.size for v in model.params.values())
     if progress:

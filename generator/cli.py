@@ -17,7 +17,8 @@ def main(argv=None) -> int:
                    help="model.safetensors, a folder holding one (+ config.json), or gpt2 / gpt2-medium / "
                         "gpt2-large / gpt2-xl from the Hugging Face hub (online only); default: embedded demo")
     b.add_argument("--layers", type=int, metavar="N", help="keep the first N transformer blocks")
-    b.add_argument("--context", type=int, default=10, metavar="T", help="number of token slots (default 10)")
+    b.add_argument("--context", type=int, metavar="T",
+                   help="number of token slots (default 10, or the model's n_positions if smaller)")
     b.add_argument("--prompt", metavar="TEXT", help="fill the first token slots with this text's GPT-2 tokens")
     b.add_argument("-o", "--output", metavar="FILE", help="output .xlsx (default: workbooks/<model>-<N>L-<T>T.xlsx)")
     args = parser.parse_args(argv)
