@@ -67,7 +67,7 @@ def check_context(context: int, config: GPT2Config) -> None:
 def plan_workbook(model: Model, context: int, prompt: str | None = None) -> Plan:
     check_context(context, model.config)
     ids = prompt_ids(prompt, model.config, context)
-    return build_plan(model.config, context, vocabulary_for(model.config), ids)
+    return build_plan(model.config, context, vocabulary_for(model.config), ids, prompt)
 
 
 def default_output(model: Model, context: int) -> Path:
@@ -77,21 +77,33 @@ def default_output(model: Model, context: int) -> Path:
     return Path("workbooks") / f"{stem}-{model.config.n_layer}L-{context}T.xlsx"
 
 
-def build(weights=None, layers=None, context=None, prompt=None, output=None, progress=False) -> Path:
+def build(weights=None, layers=None, context=None, prompt=None, output=None, progress=False,
+          xlsm=False) -> Path:
     """Build a workbook; returns its path. Raises GPT2Error on bad input, leaving any existing file intact.
 
     `context` (token slots) defaults to 10, or the model's n_positions when that is smaller.
+    `xlsm` (or an .xlsm output): a macro-enabled workbook for Excel + xlwings, with its companion
+    `<name>.py` written beside it (generator/xlsm.py).
     """
     model = load_model(weights, layers)
     if context is None:
         context = min(DEFAULT_CONTEXT, model.config.n_positions)
     plan = plan_workbook(model, context, prompt)
-    output = Path(output) if output is not None else default_output(model, context)
+    chosen = output is not None
+    output = Path(output) if chosen else default_output(model, context)
+    vba = None
+    if xlsm or output.suffix.lower() == ".xlsm":
+        from . import xlsm as macros
+        output, vba = macros.output_path(output, chosen), macros.standalone_vba_project()
     if output.parent == Path("workbooks"):
         output.parent.mkdir(exist_ok=True)
     total = sum(v.size for v in model.params.values())
     if progress:
         from tqdm import tqdm
         with tqdm(total=total, unit=" cells", unit_scale=True, desc=f"writing {output.name}") as bar:
-            return write_workbook(plan, model.params, output, bar.update)
-    return write_workbook(plan, model.params, output)
+            path = write_workbook(plan, model.params, output, bar.update, vba_project=vba)
+    else:
+        path = write_workbook(plan, model.params, output, vba_project=vba)
+    if vba is not None:
+        macros.write_companion(path)
+    return path

@@ -160,9 +160,10 @@ class LibreOffice:
             values = np.atleast_2d(values).tolist()
         self._call("write", range=range, values=values)
 
-    def save(self, path) -> float:
-        """Save as xlsx; returns seconds."""
-        return self._call("save", path=os.path.abspath(path))["seconds"]
+    def save(self, path, filter: str | None = None) -> float:
+        """Save as xlsx (or with the export `filter` named, e.g. "Calc MS Excel 2007 VBA XML"); returns seconds."""
+        args = {"filter": filter} if filter else {}
+        return self._call("save", path=os.path.abspath(path), **args)["seconds"]
 
     def stats(self) -> dict:
         """{"pid", "peak_rss", "rss"} of the soffice.bin process, in bytes."""

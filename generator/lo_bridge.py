@@ -12,7 +12,7 @@ stdin and writes one JSON reply per line on stdout. Nothing else ever goes to st
     {"op":"read","ranges":[r,...],"what":"value"|"formula"}
                                                          -> {"ok":true,"values":[rows, ...]}
     {"op":"write","range":r,"values":[[...],...]}        -> {"ok":true}
-    {"op":"save","path":"/abs/out.xlsx"}                 -> {"ok":true,"seconds":s}
+    {"op":"save","path":"/abs/out.xlsx"[,"filter":f]}    -> {"ok":true,"seconds":s}   (default: xlsx)
     {"op":"stats"}                                       -> {"ok":true,"pid":p,"peak_rss":b,"rss":b}
     {"op":"close"}                                       -> {"ok":true}, then soffice is stopped and we exit
     any failure                                          -> {"ok":false,"error":"..."} (the bridge keeps serving)
@@ -46,11 +46,13 @@ NEVER_EXECUTE = 0   # com.sun.star.document.MacroExecMode.NEVER_EXECUTE
 NO_UPDATE = 0       # com.sun.star.document.UpdateDocMode.NO_UPDATE
 
 # Pin "recalculate on load: never" for xlsx files (also the 7.4 default; never "ask", which could prompt).
+# No .~lock.<name># files beside the documents we open (the profile is private to this bridge).
 REGISTRY = """<?xml version="1.0" encoding="UTF-8"?>
 <oor:items xmlns:oor="http://openoffice.org/2001/registry" xmlns:xs="http://www.w3.org/2001/XMLSchema"
  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
 <item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>1</value></prop></item>
 <item oor:path="/org.openoffice.Office.Calc/Formula/Load"><prop oor:name="ODFRecalcMode" oor:op="fuse"><value>1</value></prop></item>
+<item oor:path="/org.openoffice.Office.Common/Misc"><prop oor:name="UseLocking" oor:op="fuse"><value>false</value></prop></item>
 </oor:items>
 """
 
@@ -135,6 +137,8 @@ class Office:
                 for j, v in enumerate(row):
                     if v is None:   # error cells come back void: report their text instead
                         row[j] = rng.getCellByPosition(j, i).getString()
+                    elif isinstance(v, str) and "\x01" in v:   # getDataArray shows a tab in text as \x01
+                        row[j] = rng.getCellByPosition(j, i).getString()
             out.append(rows)
         return {"values": out}
 
@@ -166,10 +170,10 @@ class Office:
         rng.setDataArray(tuple(data))   # stores str as text, never as a formula (tested)
         return {}
 
-    def save(self, path):
+    def save(self, path, filter_name=None):
         t0 = time.monotonic()
         self.need_doc().storeToURL(Path(path).resolve().as_uri(),
-                                   props(FilterName="Calc Office Open XML", Overwrite=True))
+                                   props(FilterName=filter_name or "Calc Office Open XML", Overwrite=True))
         return {"seconds": time.monotonic() - t0}
 
     def stats(self):
@@ -265,7 +269,7 @@ def serve(office: Office, inp, out):
             elif op == "write":
                 res = office.write(req["range"], req["values"])
             elif op == "save":
-                res = office.save(req["path"])
+                res = office.save(req["path"], req.get("filter"))
             elif op == "stats":
                 res = office.stats()
             else:

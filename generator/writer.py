@@ -2,8 +2,9 @@
 
 XlsxWriter writes the workbook's structure: every compute sheet's formulas and text, defined names,
 styles, column widths, frozen panes. The bulk numbers of the weight sheets (~124 M cells for GPT-2 Small,
-where per-cell library calls would cost minutes) are streamed afterwards by `weight_rows`, which
-formats whole numpy rows at once and splices them into the weight sheets' empty `<sheetData/>`.
+where per-cell library calls would cost minutes) are added afterwards: `fastxml` formats whole numpy
+blocks at once, worker processes deflate the pieces on every core, and `xlsxzip` splices them into the
+weight sheets' empty `<sheetData/>` while copying the rest of XlsxWriter's file.
 
 Formulas are stored without cached results, so every spreadsheet program computes them on load
 (LibreOffice keeps a cached value as it is by default; Excel recalculates because of fullCalcOnLoad).
@@ -11,18 +12,26 @@ The file is written next to the target and renamed into place only when complete
 """
 from __future__ import annotations
 
+import collections
+import io
+import itertools
+import multiprocessing
 import os
 import re
 import tempfile
 import zipfile
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 import xlsxwriter
+from isal import isal_zlib
 
+from . import fastxml
 from .config import GPT2Error
 from .plan.core import Plan, Sheet, cell_ref
+from .xlsxzip import ZipWriter, deflate_piece
 
 STYLES = {
     "title": {"bold": True, "font_size": 13},
@@ -31,14 +40,17 @@ STYLES = {
     "input": {"bg_color": "#FFF2CC", "border": 1},
     "label": {"font_color": "#7F7F7F"},
     "percent": {"num_format": "0.00%"},
+    "input_text": {"bg_color": "#FFF2CC", "border": 1, "num_format": "@", "text_wrap": True, "valign": "top"},
+    "wrap": {"text_wrap": True, "valign": "top"},
+    "count": {"num_format": "#,##0"}, "ratio": {"num_format": "0.000"}, "sci": {"num_format": "0.000E+00"}, "money": {"num_format": "$#,##0"},
 }
-
-ROWS_PER_CHUNK = 256
 
 
 def write_workbook(plan: Plan, params: Mapping[str, np.ndarray], path: str | os.PathLike,
-                   progress: Callable[[int], None] | None = None) -> Path:
-    """Write `plan` with the weight values from `params` to `path` (atomically)."""
+                   progress: Callable[[int], None] | None = None, vba_project: bytes | None = None) -> Path:
+    """Write `plan` with the weight values from `params` to `path` (atomically).
+
+    With `vba_project` (a vbaProject.bin) the file is a macro-enabled workbook with the plan's buttons."""
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
@@ -52,7 +64,7 @@ def write_workbook(plan: Plan, params: Mapping[str, np.ndarray], path: str | os.
     fd, final = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        weight_sheets = write_structure(plan, structure)
+        weight_sheets = write_structure(plan, structure, vba_project)
         splice_weights(structure, final, weight_sheets, params, progress)
         os.chmod(final, 0o644)
         os.replace(final, path)
@@ -65,12 +77,14 @@ def write_workbook(plan: Plan, params: Mapping[str, np.ndarray], path: str | os.
     return path
 
 
-def write_structure(plan: Plan, filename: str) -> dict[str, Sheet]:
+def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None) -> dict[str, Sheet]:
     """Everything but the weight values, through XlsxWriter. Returns zip member -> weight sheet."""
     wb = xlsxwriter.Workbook(filename, {
         "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
         "strings_to_urls": False, "use_zip64": True,
     })
+    if vba_project is not None:
+        wb.add_vba_project(io.BytesIO(vba_project), is_stream=True)
     styles = {name: wb.add_format(spec) for name, spec in STYLES.items()}
     weight_sheets = {}
     for index, sheet in enumerate(plan.sheets, start=1):
@@ -79,6 +93,11 @@ def write_structure(plan: Plan, filename: str) -> dict[str, Sheet]:
             ws.set_column(col, col, width)
         if sheet.freeze:
             ws.freeze_panes(*sheet.freeze)
+        for (row, col), choices in sheet.choices.items():
+            ws.data_validation(row, col, row, col, {"validate": "list", "source": choices})
+        for b in sheet.buttons if vba_project is not None else ():
+            ws.insert_button(b.row, b.col, {"macro": b.macro, "caption": b.caption,
+                                            "width": b.width, "height": b.height})
         if sheet.kind == "weights":
             weight_sheets[f"xl/worksheets/sheet{index}.xml"] = sheet
             continue
@@ -116,38 +135,77 @@ _CACHED = re.compile(rb"(</f>)<v>0</v>")
 
 def splice_weights(structure: str, final: str, weight_sheets: Mapping[str, Sheet],
                    params: Mapping[str, np.ndarray], progress=None) -> None:
-    with zipfile.ZipFile(structure) as zin, \
-            zipfile.ZipFile(final, "w", zipfile.ZIP_DEFLATED, compresslevel=1, allowZip64=True) as zout:
-        for info in zin.infolist():
-            data = zin.read(info.filename)
-            sheet = weight_sheets.get(info.filename)
-            if sheet is None:
-                if info.filename.startswith("xl/worksheets/sheet"):
-                    data = _CACHED.sub(rb"\1", data)
-                zout.writestr(info.filename, data)
-                continue
-            values = np.asarray(params[sheet.weight], dtype=np.float32).reshape(sheet.weight_shape)
-            head, tail = data.split(b"<sheetData/>")
-            last = cell_ref(values.shape[0] - 1, values.shape[1] - 1)
-            head = head.replace(b'<dimension ref="A1"/>', f'<dimension ref="A1:{last}"/>'.encode())
-            with zout.open(info.filename, "w", force_zip64=True) as out:
-                out.write(head + b"<sheetData>")
-                for rows_xml, n in weight_rows(values):
-                    out.write(rows_xml)
+    """Copy the structure file's parts into `final`, filling the weight sheets' `<sheetData/>`.
+
+    The weight XML is made and deflated in pieces on every core (`_weight_piece`), in order."""
+    tasks = [(sheet.weight, r0, min(r0 + step, sheet.weight_shape[0]))
+             for sheet in weight_sheets.values()
+             for step in [max(1, PIECE_CELLS // sheet.weight_shape[1])]
+             for r0 in range(0, sheet.weight_shape[0], step)]
+    global _PARAMS
+    _PARAMS = params
+    try:
+        with zipfile.ZipFile(structure) as zin, open(final, "wb") as fh, _pool() as pool:
+            pieces = _in_order(pool, _weight_piece, tasks, window=4 * (os.cpu_count() or 1))
+            out = ZipWriter(fh)
+            for info in zin.infolist():
+                data = zin.read(info.filename)
+                sheet = weight_sheets.get(info.filename)
+                if sheet is None:
+                    if info.filename.startswith("xl/worksheets/sheet"):
+                        data = _CACHED.sub(rb"\1", data)
+                    out.write(info.filename, data)
+                    continue
+                rows, cols = sheet.weight_shape
+                head, tail = data.split(b"<sheetData/>")
+                head = head.replace(b'<dimension ref="A1"/>', f'<dimension ref="A1:{cell_ref(rows - 1, cols - 1)}"/>'.encode())
+                parts = [deflate_piece(head + b"<sheetData>")]
+                done = 0
+                while done < rows * cols:
+                    part, cells = next(pieces)
+                    parts.append(part)
+                    done += cells
                     if progress:
-                        progress(n)
-                out.write(b"</sheetData>" + tail)
+                        progress(cells)
+                parts.append(deflate_piece(b"</sheetData>" + tail))
+                crc, size = parts[0][1], parts[0][2]
+                for _, piece_crc, piece_size in parts[1:]:
+                    crc = isal_zlib.crc32_combine(crc, piece_crc, piece_size)
+                    size += piece_size
+                out.write_deflated(info.filename, [p[0] for p in parts], crc, size)
+            out.close()
+    finally:
+        _PARAMS = None
 
 
-def weight_rows(values: np.ndarray) -> Iterator[tuple[bytes, int]]:
-    """`<row>` elements for a float32 matrix, a chunk of rows at a time, with the number of cells.
+PIECE_CELLS = 1 << 20   # weight cells per piece of work (~25 MB of XML)
+_PARAMS: Mapping[str, np.ndarray] | None = None  # the weights, for the workers (inherited by fork)
 
-    Each number is the shortest decimal that reads back as the same float32 (numpy's float32 -> str).
-    Cells carry no `r` attribute (it is optional in ECMA-376: a cell without one follows the previous).
-    """
-    for r0 in range(0, values.shape[0], ROWS_PER_CHUNK):
-        chunk = values[r0:r0 + ROWS_PER_CHUNK]
-        text = chunk.astype("S16").tolist()
-        parts = [b'<row r="%d"><c><v>%s</v></c></row>' % (r0 + i + 1, b"</v></c><c><v>".join(row))
-                 for i, row in enumerate(text)]
-        yield b"".join(parts), chunk.size
+
+def _weight_piece(key: str, r0: int, r1: int):
+    """Rows r0..r1 of a weight sheet as deflated XML (runs in a worker)."""
+    shape = _PARAMS[key].shape
+    values = np.asarray(_PARAMS[key], dtype=np.float32).reshape(-1 if len(shape) == 2 else 1, shape[-1])
+    return deflate_piece(fastxml.row_blocks(values[r0:r1], r0 + 1)), (r1 - r0) * values.shape[1]
+
+
+def _pool():
+    """Worker processes sharing the weights by fork where the platform has it, threads elsewhere
+    (numpy and ISA-L release the GIL for most of the work)."""
+    workers = os.cpu_count() or 1
+    if workers > 1 and "fork" in multiprocessing.get_all_start_methods():
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    return ThreadPoolExecutor(workers)
+
+
+def _in_order(pool, fn, tasks, window):
+    """fn(*task) for each task, run on `pool` with at most `window` in flight; results in task order."""
+    queue = collections.deque()
+    tasks = iter(tasks)
+    for task in itertools.islice(tasks, window):
+        queue.append(pool.submit(fn, *task))
+    while queue:
+        result = queue.popleft().result()
+        for task in itertools.islice(tasks, 1):
+            queue.append(pool.submit(fn, *task))
+        yield result

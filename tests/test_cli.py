@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from generator import writer
+from generator import fastxml
 from generator.checkpoint import random_params, save_checkpoint
 from generator.cli import main
 from generator.config import GPT2Config
@@ -126,10 +126,9 @@ def test_output_is_a_folder(capsys, ckpt, tmp_path):
 
 
 def test_failure_while_writing_keeps_the_old_file(capsys, out, ckpt, monkeypatch):
-    def broken(values):
-        yield b"<row>", 1
+    def broken(values, first_row):
         raise OSError(28, "No space left on device")
-    monkeypatch.setattr(writer, "weight_rows", broken)
+    monkeypatch.setattr(fastxml, "row_blocks", broken)
     fails(capsys, out, "--weights", ckpt, match="No space left on device")
 
 

@@ -76,6 +76,17 @@ class Cell:
 
 
 @dataclass
+class Button:
+    """A form button at (row, col) that runs a VBA macro; written only into macro-enabled (.xlsm) workbooks."""
+    row: int
+    col: int
+    caption: str
+    macro: str
+    width: int = 220
+    height: int = 36
+
+
+@dataclass
 class Sheet:
     name: str
     kind: str  # "input", "compute", "weights", "vocab"
@@ -86,6 +97,8 @@ class Sheet:
     weight_shape: tuple[int, int] | None = None
     col_widths: dict[int, float] = field(default_factory=dict)
     freeze: tuple[int, int] | None = None
+    choices: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # (row, col) -> drop-down list
+    buttons: list[Button] = field(default_factory=list)
 
     def put(self, row: int, col: int, value: Value = None, formula: str | None = None, style: str | None = None):
         self.cells.append(Cell(row, col, value, formula, style))
