@@ -6,9 +6,7 @@ workbook and renamed over it.
 """
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -16,6 +14,7 @@ from typing import Callable
 from xml.etree import ElementTree
 
 from .config import GPT2Error
+from .files import replacing
 from .generate import FORMAT_NAME, Generation, Settings, Step, Workbook, generate, percent, quoted
 from .libreoffice import INSTALL_HINT, LibreOffice, LibreOfficeError
 
@@ -166,15 +165,5 @@ def run(path, settings: Settings, save: bool = False, out: Callable[[str], None]
 
 def save_over(lo: LibreOffice, path: Path) -> float:
     """Store the open document over `path`: to a temporary file beside it, then renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        seconds = lo.save(tmp, XLSM_FILTER if path.suffix.lower() == ".xlsm" else None)
-        os.chmod(tmp, path.stat().st_mode & 0o777)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise GPT2Error(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return seconds
+    with replacing(path, path.stat().st_mode & 0o777) as tmp:
+        return lo.save(tmp, XLSM_FILTER if path.suffix.lower() == ".xlsm" else None)

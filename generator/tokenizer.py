@@ -48,12 +48,18 @@ def token_bytes(i: int) -> bytes:
     return encoding().decode_single_token_bytes(i)
 
 
-_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def display(raw: bytes) -> str:
     """A token's bytes as printable text: valid UTF-8 stays as is, control characters become `\\n`,
     `\\t`, `<0x1B>`..., and bytes that are not (complete) UTF-8 become `<0xE2>` each."""
+    try:
+        text = raw.decode("utf-8")
+        if text.isprintable():  # most tokens: nothing to escape
+            return text
+    except UnicodeDecodeError:
+        pass
     out = []
     i = 0
     while i < len(raw):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import keyword
 import os
 import re
-import tempfile
 import zipfile
 from pathlib import Path
 
 from .config import GPT2Error
+from .files import replacing
 
 EXCEL_EXTRA = "pip install 'gpt2-workbook[excel]'"
 OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"   # vbaProject.bin is an OLE compound file
@@ -108,15 +108,6 @@ def companion_source(workbook: Path) -> str:
 def write_companion(workbook: Path) -> Path:
     """`<workbook stem>.py` beside the workbook (written to a temporary file, then renamed into place)."""
     target = workbook.with_suffix(".py")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(companion_source(workbook))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except OSError as e:
-        raise GPT2Error(f"cannot write {target}: {e.strerror or e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(target) as tmp:
+        tmp.write_text(companion_source(workbook), encoding="utf-8")
     return target
