@@ -64,10 +64,10 @@ def check_context(context: int, config: GPT2Config) -> None:
                         f"(choose 1 to {config.n_positions})")
 
 
-def plan_workbook(model: Model, context: int, prompt: str | None = None) -> Plan:
+def plan_workbook(model: Model, context: int, prompt: str | None = None, logit_lens: bool = False) -> Plan:
     check_context(context, model.config)
     ids = prompt_ids(prompt, model.config, context)
-    return build_plan(model.config, context, vocabulary_for(model.config), ids, prompt)
+    return build_plan(model.config, context, vocabulary_for(model.config), ids, prompt, logit_lens)
 
 
 def default_output(model: Model, context: int) -> Path:
@@ -78,17 +78,17 @@ def default_output(model: Model, context: int) -> Path:
 
 
 def build(weights=None, layers=None, context=None, prompt=None, output=None, progress=False,
-          xlsm=False) -> Path:
+          xlsm=False, logit_lens=False) -> Path:
     """Build a workbook; returns its path. Raises GPT2Error on bad input, leaving any existing file intact.
 
     `context` (token slots) defaults to 10, or the model's n_positions when that is smaller.
     `xlsm` (or an .xlsm output): a macro-enabled workbook for Excel + xlwings, with its companion
-    `<name>.py` written beside it (generator/xlsm.py).
+    `<name>.py` written beside it (generator/xlsm.py). `logit_lens`: add the `logit lens` sheet.
     """
     model = load_model(weights, layers)
     if context is None:
         context = min(DEFAULT_CONTEXT, model.config.n_positions)
-    plan = plan_workbook(model, context, prompt)
+    plan = plan_workbook(model, context, prompt, logit_lens)
     chosen = output is not None
     output = Path(output) if chosen else default_output(model, context)
     vba = None

@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     b.add_argument("--xlsm", action="store_true",
                    help="macro-enabled workbook for Excel + xlwings (a Generate button) and its companion "
                         "<name>.py beside it; needs xlwings (pip install 'gpt2-workbook[excel]')")
+    b.add_argument("--logit-lens", action="store_true",
+                   help="add a `logit lens` sheet: each layer's residual stream through ln_f and the unembedding, "
+                        "its top tokens for the last position (one more logits column per layer: slower)")
     fl = sub.add_parser("flops", help="print the FLOP tally of the forward pass (the workbook's `flops` sheet)")
     source = fl.add_mutually_exclusive_group()
     source.add_argument("--weights", metavar="PATH", help="as for build (only its shapes are used); default: embedded demo")
@@ -46,7 +49,7 @@ def main(argv=None) -> int:
             from .build import build
             start = time.perf_counter()
             path = build(args.weights, args.layers, args.context, args.prompt, args.output,
-                         progress=sys.stderr.isatty(), xlsm=args.xlsm)
+                         progress=sys.stderr.isatty(), xlsm=args.xlsm, logit_lens=args.logit_lens)
             size = path.stat().st_size / 1e6
             print(f"wrote {path} ({size:,.1f} MB) in {time.perf_counter() - start:.1f} s")
             if path.suffix.lower() == ".xlsm":

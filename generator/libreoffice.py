@@ -165,6 +165,11 @@ class LibreOffice:
         args = {"filter": filter} if filter else {}
         return self._call("save", path=os.path.abspath(path), **args)["seconds"]
 
+    def export_pdf(self, path, range: str) -> float:
+        """Print `range` (a defined name or 'Sheet'!A1:B2) to a PDF page of its size at `path`; returns seconds.
+        Changes only the loaded copy's page style; the workbook file is never written."""
+        return self._call("export_pdf", path=os.path.abspath(path), range=range)["seconds"]
+
     def stats(self) -> dict:
         """{"pid", "peak_rss", "rss"} of the soffice.bin process, in bytes."""
         return {k: v for k, v in self._call("stats").items() if k != "ok"}

@@ -13,6 +13,8 @@ stdin and writes one JSON reply per line on stdout. Nothing else ever goes to st
                                                          -> {"ok":true,"values":[rows, ...]}
     {"op":"write","range":r,"values":[[...],...]}        -> {"ok":true}
     {"op":"save","path":"/abs/out.xlsx"[,"filter":f]}    -> {"ok":true,"seconds":s}   (default: xlsx)
+    {"op":"export_pdf","path":"/abs/out.pdf","range":r}  -> {"ok":true,"seconds":s}   (only r, on one page of
+                                                            its size; the workbook itself is never saved)
     {"op":"stats"}                                       -> {"ok":true,"pid":p,"peak_rss":b,"rss":b}
     {"op":"close"}                                       -> {"ok":true}, then soffice is stopped and we exit
     any failure                                          -> {"ok":false,"error":"..."} (the bridge keeps serving)
@@ -176,6 +178,30 @@ class Office:
                                    props(FilterName=filter_name or "Calc Office Open XML", Overwrite=True))
         return {"seconds": time.monotonic() - t0}
 
+    def export_pdf(self, path, address):
+        """One range as a one-page PDF whose page is the range's size (small margins, no header or footer)."""
+        t0 = time.monotonic()
+        doc = self.need_doc()
+        rng = self.range(address)
+        style = doc.StyleFamilies.getByName("PageStyles").getByName(rng.Spreadsheet.PageStyle)
+        margin = 300   # 1/100 mm
+        for key in ("LeftMargin", "RightMargin", "TopMargin", "BottomMargin"):
+            setattr(style, key, margin)
+        for key in ("HeaderIsOn", "FooterIsOn"):
+            setattr(style, key, False)
+        size = rng.Size
+        width, height = int(size.Width * 1.02) + 2 * margin, int(size.Height * 1.02) + 2 * margin
+        style.IsLandscape = width > height
+        page = style.Size
+        page.Width, page.Height = width, height
+        style.Size = page
+        style.ScaleToPagesX = 1
+        style.ScaleToPagesY = 1
+        filter_data = uno.Any("[]com.sun.star.beans.PropertyValue", props(Selection=rng))
+        uno.invoke(doc, "storeToURL", (Path(path).resolve().as_uri(),
+                                       props(FilterName="calc_pdf_Export", FilterData=filter_data)))
+        return {"seconds": time.monotonic() - t0}
+
     def stats(self):
         pid = self.soffice_bin_pid()
         status = {}
@@ -270,6 +296,8 @@ def serve(office: Office, inp, out):
                 res = office.write(req["range"], req["values"])
             elif op == "save":
                 res = office.save(req["path"], req.get("filter"))
+            elif op == "export_pdf":
+                res = office.export_pdf(req["path"], req["range"])
             elif op == "stats":
                 res = office.stats()
             else:

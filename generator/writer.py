@@ -13,6 +13,7 @@ The file is written next to the target and renamed into place only when complete
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import itertools
 import multiprocessing
@@ -30,7 +31,9 @@ from isal import isal_zlib
 
 from . import fastxml
 from .config import GPT2Error
-from .plan.core import Plan, Sheet, cell_ref
+from .files import replacing
+from .plan.core import Plan, Sheet, cell_ref, quote
+from .plan.style import COLOURS, HEATMAP, TAB_COLOURS
 from .xlsxzip import ZipWriter, deflate_piece
 
 STYLES = {
@@ -43,6 +46,15 @@ STYLES = {
     "input_text": {"bg_color": "#FFF2CC", "border": 1, "num_format": "@", "text_wrap": True, "valign": "top"},
     "wrap": {"text_wrap": True, "valign": "top"},
     "count": {"num_format": "#,##0"}, "ratio": {"num_format": "0.000"}, "sci": {"num_format": "0.000E+00"}, "money": {"num_format": "$#,##0"},
+    "number": {"num_format": "0.0000"},
+    "center": {"align": "center"},
+    "score": {"num_format": '[<-100000000]"-inf";[<0]-0.0000;0.0000'},   # masked attention scores (-1E9): -inf
+    "colhead": {"bold": True, "italic": True, "font_color": "#404040", "bottom": 1},
+    "link": {"font_color": "#0563C1", "underline": 1},
+    # the colour code (plan/style.py): `title` and `heading` take the sheet's role, `swatch_<role>` fills a cell
+    **{f"title_{role}": {"bold": True, "font_size": 13, "bg_color": colour} for role, colour in COLOURS.items()},
+    **{f"heading_{role}": {"bold": True, "italic": True, "bg_color": colour} for role, colour in COLOURS.items()},
+    **{f"swatch_{role}": {"bg_color": colour, "border": 1} for role, colour in COLOURS.items()},
 }
 
 
@@ -59,21 +71,13 @@ def write_workbook(plan: Plan, params: Mapping[str, np.ndarray], path: str | os.
         raise GPT2Error(f"cannot write {path}: folder {folder} is not writable")
     if path.is_dir():
         raise GPT2Error(f"cannot write {path}: it is a folder")
-    fd, structure = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".structure.xlsx", dir=folder)
-    os.close(fd)
-    fd, final = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        weight_sheets = write_structure(plan, structure, vba_project)
-        splice_weights(structure, final, weight_sheets, params, progress)
-        os.chmod(final, 0o644)
-        os.replace(final, path)
-    except OSError as e:
-        raise GPT2Error(f"cannot write {path}: {e.strerror or e}") from None
-    finally:
-        for tmp in (structure, final):
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+    weight_sheets = {f"xl/worksheets/sheet{index}.xml": sheet
+                     for index, sheet in enumerate(plan.sheets, start=1) if sheet.kind == "weights"}
+    with replacing(path) as final, tempfile.TemporaryDirectory(dir=folder, prefix=f".{path.name}.") as tmp:
+        structure = os.path.join(tmp, "structure.xlsx")
+        with weight_pieces(weight_sheets.values(), params) as pieces:  # the workers start on the weights
+            write_structure(plan, structure, vba_project)               # while this core does the rest
+            splice_weights(structure, final, weight_sheets, pieces, progress)
     return path
 
 
@@ -89,6 +93,8 @@ def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None)
     weight_sheets = {}
     for index, sheet in enumerate(plan.sheets, start=1):
         ws = wb.add_worksheet(sheet.name)
+        if sheet.role in TAB_COLOURS:
+            ws.set_tab_color(TAB_COLOURS[sheet.role])
         for col, width in sheet.col_widths.items():
             ws.set_column(col, col, width)
         if sheet.freeze:
@@ -101,11 +107,25 @@ def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None)
         if sheet.kind == "weights":
             weight_sheets[f"xl/worksheets/sheet{index}.xml"] = sheet
             continue
+        for row, name in sheet.row_styles.items():
+            ws.set_row(row, None, styles[name])
+        for target in sheet.heatmaps:
+            ws.conditional_format(target.row, target.col, target.last_row, target.last_col, {
+                "type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": HEATMAP["min"],
+                "max_type": "num", "max_value": 1, "max_color": HEATMAP["max"]})
+        for chart in sheet.charts:
+            ws.insert_chart(chart.row, chart.col, _bar_chart(wb, chart), {"x_scale": 1.3, "y_scale": 1.2})
         for kind, item in sorted(_entries(sheet), key=lambda e: _position(e[1])):
-            style = styles.get(item.style) if item.style else None
+            name = item.style
+            if name in ("title", "heading") and sheet.role in COLOURS:
+                name = f"{name}_{sheet.role}"
+            style = styles.get(name) if name else None
             if kind == "array":
                 t = item.target
                 ws.write_array_formula(t.row, t.col, t.last_row, t.last_col, "{=" + item.formula + "}", style, 0)
+            elif item.link is not None:
+                ws.write_url(item.row, item.col, f"internal:{quote(item.link)}!A1", style or styles["link"],
+                             string=str(item.value if item.value is not None else item.link))
             elif item.formula is not None:
                 ws.write_formula(item.row, item.col, "=" + item.formula, style, 0)
             elif isinstance(item.value, str):
@@ -118,6 +138,18 @@ def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None)
         wb.define_name(name, "=" + target.a1())
     wb.close()
     return weight_sheets
+
+
+def _bar_chart(wb, chart):
+    """A horizontal bar chart, first category on top."""
+    c = wb.add_chart({"type": "bar"})
+    c.add_series({"name": chart.title, "categories": "=" + chart.categories.a1(), "values": "=" + chart.values.a1(),
+                  "fill": {"color": TAB_COLOURS["output"]}, "data_labels": {"value": True, "num_format": "0.000%"}})
+    c.set_title({"name": chart.title, "name_font": {"size": 12}})
+    c.set_legend({"none": True})
+    c.set_y_axis({"reverse": True})
+    c.set_x_axis({"name": chart.x_title, "num_format": "0.000%", "min": 0})
+    return c
 
 
 def _entries(sheet: Sheet):
@@ -133,49 +165,54 @@ def _position(item):
 _CACHED = re.compile(rb"(</f>)<v>0</v>")
 
 
-def splice_weights(structure: str, final: str, weight_sheets: Mapping[str, Sheet],
-                   params: Mapping[str, np.ndarray], progress=None) -> None:
-    """Copy the structure file's parts into `final`, filling the weight sheets' `<sheetData/>`.
-
-    The weight XML is made and deflated in pieces on every core (`_weight_piece`), in order."""
+@contextlib.contextmanager
+def weight_pieces(sheets, params: Mapping[str, np.ndarray]):
+    """The weight sheets' rows as deflated XML pieces (see `_weight_piece`), in sheet and row order,
+    made on every core by worker processes that start right away."""
     tasks = [(sheet.weight, r0, min(r0 + step, sheet.weight_shape[0]))
-             for sheet in weight_sheets.values()
+             for sheet in sheets
              for step in [max(1, PIECE_CELLS // sheet.weight_shape[1])]
              for r0 in range(0, sheet.weight_shape[0], step)]
     global _PARAMS
     _PARAMS = params
     try:
-        with zipfile.ZipFile(structure) as zin, open(final, "wb") as fh, _pool() as pool:
-            pieces = _in_order(pool, _weight_piece, tasks, window=4 * (os.cpu_count() or 1))
-            out = ZipWriter(fh)
-            for info in zin.infolist():
-                data = zin.read(info.filename)
-                sheet = weight_sheets.get(info.filename)
-                if sheet is None:
-                    if info.filename.startswith("xl/worksheets/sheet"):
-                        data = _CACHED.sub(rb"\1", data)
-                    out.write(info.filename, data)
-                    continue
-                rows, cols = sheet.weight_shape
-                head, tail = data.split(b"<sheetData/>")
-                head = head.replace(b'<dimension ref="A1"/>', f'<dimension ref="A1:{cell_ref(rows - 1, cols - 1)}"/>'.encode())
-                parts = [deflate_piece(head + b"<sheetData>")]
-                done = 0
-                while done < rows * cols:
-                    part, cells = next(pieces)
-                    parts.append(part)
-                    done += cells
-                    if progress:
-                        progress(cells)
-                parts.append(deflate_piece(b"</sheetData>" + tail))
-                crc, size = parts[0][1], parts[0][2]
-                for _, piece_crc, piece_size in parts[1:]:
-                    crc = isal_zlib.crc32_combine(crc, piece_crc, piece_size)
-                    size += piece_size
-                out.write_deflated(info.filename, [p[0] for p in parts], crc, size)
-            out.close()
+        with _pool() as pool:
+            yield _in_order(pool, _weight_piece, tasks, window=4 * (os.cpu_count() or 1))
     finally:
         _PARAMS = None
+
+
+def splice_weights(structure: str, final: str, weight_sheets: Mapping[str, Sheet], pieces, progress=None) -> None:
+    """Copy the structure file's parts into `final`, filling each weight sheet's `<sheetData/>` with
+    the next pieces from `weight_pieces`."""
+    with zipfile.ZipFile(structure) as zin, open(final, "wb") as fh:
+        out = ZipWriter(fh)
+        for info in zin.infolist():
+            data = zin.read(info.filename)
+            sheet = weight_sheets.get(info.filename)
+            if sheet is None:
+                if info.filename.startswith("xl/worksheets/sheet"):
+                    data = _CACHED.sub(rb"\1", data)
+                out.write(info.filename, data)
+                continue
+            rows, cols = sheet.weight_shape
+            head, tail = data.split(b"<sheetData/>")
+            head = head.replace(b'<dimension ref="A1"/>', f'<dimension ref="A1:{cell_ref(rows - 1, cols - 1)}"/>'.encode())
+            parts = [deflate_piece(head + b"<sheetData>")]
+            done = 0
+            while done < rows * cols:
+                part, cells = next(pieces)
+                parts.append(part)
+                done += cells
+                if progress:
+                    progress(cells)
+            parts.append(deflate_piece(b"</sheetData>" + tail))
+            crc, size = parts[0][1], parts[0][2]
+            for _, piece_crc, piece_size in parts[1:]:
+                crc = isal_zlib.crc32_combine(crc, piece_crc, piece_size)
+                size += piece_size
+            out.write_deflated(info.filename, [p[0] for p in parts], crc, size)
+        out.close()
 
 
 PIECE_CELLS = 1 << 20   # weight cells per piece of work (~25 MB of XML)

@@ -1,6 +1,6 @@
 """Model description -> workbook plan, in forward-pass order.
 
-    control, tokens -> embed -> [h0 attn -> h0 mlp] ... -> ln_f -> logits -> predict    (+ flops, vocab, weight sheets)
+    index, control, tokens -> embed -> [h0 attn -> h0 mlp] ... -> ln_f -> logits -> predict    (+ flops, vocab, weight sheets)
 """
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from .control import add_control_sheet
 from .core import ArrayFormula, Cell, Plan, Range, Sheet
 from .embeddings import add_embedding_sheet
 from .flops import add_flops_sheet
+from .index import add_index_sheet, number_steps
 from .inputs import add_tokens_sheet
+from .lens import add_logit_lens_sheet
 from .mlp import add_mlp_sheet
 from .output import add_final_norm_sheet, add_logits_sheet, add_prediction_sheet
 from .vocab import add_vocab_sheet
@@ -20,8 +22,10 @@ __all__ = ["build_plan", "Plan", "Sheet", "Range", "Cell", "ArrayFormula", "weig
 
 
 def build_plan(config: GPT2Config, n_ctx: int, vocab: list[str], token_ids: list[int] = (),
-               prompt: str | None = None) -> Plan:
-    """The whole workbook for `config` with `n_ctx` token slots, the first ones filled with `token_ids`."""
+               prompt: str | None = None, logit_lens: bool = False) -> Plan:
+    """The whole workbook for `config` with `n_ctx` token slots, the first ones filled with `token_ids`.
+
+    `logit_lens`: add the `logit lens` sheet (each layer's prediction for the last position)."""
     plan = Plan(n_ctx=n_ctx)
     add_control_sheet(plan, config, n_ctx, list(token_ids), prompt)
     add_tokens_sheet(plan, n_ctx, list(token_ids))
@@ -35,7 +39,11 @@ def build_plan(config: GPT2Config, n_ctx: int, vocab: list[str], token_ids: list
     add_final_norm_sheet(plan, config, x, w)
     add_logits_sheet(plan, config, vocab)
     add_prediction_sheet(plan, config)
+    if logit_lens:
+        add_logit_lens_sheet(plan, config, w)
     add_flops_sheet(plan, config)
     add_vocab_sheet(plan, vocab)
     plan.sheets.extend(compute.sheets)
+    number_steps(plan)
+    add_index_sheet(plan, config, n_ctx, prompt)
     return plan

@@ -1,10 +1,10 @@
-"""The `control` sheet: prompt in, text out. The first sheet a user sees.
+"""The `control` sheet: prompt in, text out. The second sheet, after the index.
 
 Input cells (yellow) hold the generation settings, output cells the continuation and a per-step
 table; both are written by `generator.generate` (the one generation loop), driven from Excel by the
 xlwings macros (`generator.xlwings_macros`) or from the command line by `gpt2-workbook run`
-(LibreOffice). Nothing here is a formula except the live preview of the next token, so the sheet
-computes nothing the rest of the workbook depends on.
+(LibreOffice). Nothing here is a formula except the live preview of the next token; the only cells the
+model reads are the attention-head switches (1 = on, 0 = that head's output removed).
 
 The sheet also carries the workbook's format marker (`gpt2_workbook_format`, an integer that changes
 whenever the names and layout the loop relies on change) and the model's shape.
@@ -37,7 +37,10 @@ def generator_version() -> str:
 
 def add_control_sheet(plan: Plan, config: GPT2Config, n_ctx: int, token_ids: list[int],
                       prompt: str | None = None) -> None:
-    s = plan.add(Sheet("control", "input", title="GPT-2 text generation: prompt in, text out"))
+    s = plan.add(Sheet("control", "input", title="GPT-2 text generation: prompt in, text out", role="input",
+                       about="prompt in, text out (generation settings, continuation, one row per token); "
+                             "one on/off switch per attention head",
+                       equation="next token = argmax (or a sample of) softmax(logits / temperature)"))
     s.put(0, 0, s.title, style="title")
     s.put(1, 0, "Type a prompt into the yellow cell, then press the button (Excel, macro-enabled .xlsm "
                 "with xlwings) or run `gpt2-workbook run THIS_FILE --prompt TEXT` (LibreOffice).")
@@ -87,4 +90,21 @@ def add_control_sheet(plan: Plan, config: GPT2Config, n_ctx: int, token_ids: lis
         s.put(3 + i, info, label, style="header")
         s.put(3 + i, info + 1, value)
         plan.name(name, Range(s.name, 3 + i, info + 1))
+    add_head_switches(plan, s, config, row=11, col=info)
     s.col_widths.update({0: 28, 1: 34, 2: 10, 3: 12, 4: 70, info: 12, info + 1: 22})
+
+
+def add_head_switches(plan: Plan, s: Sheet, config: GPT2Config, row: int, col: int) -> None:
+    """One cell per layer x head: 1 keeps the head, 0 removes its output (the heads block multiplies by it)."""
+    from .attention import head_switch
+    s.put(row, col, "attention head switches: 1 = on, 0 = the head's output removed (knock a head out and "
+                    "watch the prediction change)", style="heading")
+    s.put(row + 1, col, "layer ↓  head →", style="header")
+    for h in range(config.n_head):
+        s.put(row + 1, col + 1 + h, h, style="header")
+    for layer in range(config.n_layer):
+        s.put(row + 2 + layer, col, f"layer {layer}", style="header")
+        for h in range(config.n_head):
+            s.put(row + 2 + layer, col + 1 + h, 1, style="input")
+            plan.name(head_switch(layer, h), Range(s.name, row + 2 + layer, col + 1 + h))
+    plan.name("head_switches", Range(s.name, row + 2, col + 1, config.n_layer, config.n_head))

@@ -73,6 +73,18 @@ class Cell:
     value: Value = None     # a number or text (text is always stored as text, never parsed)
     formula: str | None = None
     style: str | None = None
+    link: str | None = None  # a sheet name: the cell is a hyperlink to that sheet's A1
+
+
+@dataclass
+class Chart:
+    """A bar chart of `values` (one column) labelled by `categories`, anchored at (row, col)."""
+    title: str
+    categories: Range
+    values: Range
+    row: int
+    col: int
+    x_title: str = ""
 
 
 @dataclass
@@ -99,9 +111,18 @@ class Sheet:
     freeze: tuple[int, int] | None = None
     choices: dict[tuple[int, int], list[str]] = field(default_factory=dict)  # (row, col) -> drop-down list
     buttons: list[Button] = field(default_factory=list)
+    # teaching: what the sheet computes (index), its colour-code role (a key of plan/style.py COLOURS), its step number
+    about: str = ""
+    equation: str = ""
+    role: str | None = None
+    step: int | None = None
+    heatmaps: list[Range] = field(default_factory=list)      # colour scale 0..1 (attention probabilities)
+    charts: list[Chart] = field(default_factory=list)
+    row_styles: dict[int, str] = field(default_factory=dict)  # row -> style of its cells without one (number format)
 
-    def put(self, row: int, col: int, value: Value = None, formula: str | None = None, style: str | None = None):
-        self.cells.append(Cell(row, col, value, formula, style))
+    def put(self, row: int, col: int, value: Value = None, formula: str | None = None, style: str | None = None,
+            link: str | None = None):
+        self.cells.append(Cell(row, col, value, formula, style, link))
 
     def array(self, target: Range, formula: str, style: str | None = None) -> Range:
         assert target.sheet == self.name
@@ -144,8 +165,20 @@ class Stack:
         self.next_row = first_row
         self.label_col = label_col
 
-    def section(self, heading: str, rows: int, cols: int, col: int = 1, gap: int = 1) -> Range:
+    def section(self, heading: str, rows: int, cols: int, col: int = 1, gap: int = 1,
+                col_labels: dict[int, str] | None = None, number: str | None = "number") -> Range:
+        """A heading row, optionally a row of column-group labels (offset in the block -> text), the block.
+
+        The block's rows get the number format `number` (cells of an array formula carry no style of
+        their own)."""
         self.sheet.put(self.next_row, self.label_col, heading, style="heading")
+        if col_labels:
+            self.next_row += 1
+            for offset, text in sorted(col_labels.items()):
+                self.sheet.put(self.next_row, col + offset, text, style="colhead")
         block = Range(self.sheet.name, self.next_row + 1, col, rows, cols)
+        if number:
+            for r in range(block.row, block.row + rows):
+                self.sheet.row_styles[r] = number
         self.next_row += 1 + rows + gap
         return block

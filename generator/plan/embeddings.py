@@ -7,7 +7,9 @@ from .core import Plan, Range, Sheet, Stack
 
 
 def add_embedding_sheet(plan: Plan, config: GPT2Config, n_ctx: int) -> Range:
-    s = plan.add(Sheet("embed", "compute", title="Embeddings: x = wte[token] + wpe[position]"))
+    s = plan.add(Sheet("embed", "compute", title="Embeddings: x = wte[token] + wpe[position]", role="activation",
+                       about="each token slot's vector: its token's row of wte plus its position's row of wpe",
+                       equation="x_t = wte[id_t] + wpe[t]"))
     s.put(0, 0, s.title, style="title")
     x = Stack(s).section("x (token + position embedding)", n_ctx, config.n_embd)
     label_rows(s, x)
@@ -20,6 +22,7 @@ def add_embedding_sheet(plan: Plan, config: GPT2Config, n_ctx: int) -> Range:
 
 
 def label_rows(sheet: Sheet, block: Range) -> None:
-    """Position numbers in the label column beside a block of token rows."""
+    """Position number and token text ("2: world") in the label column beside a block of token rows."""
+    sheet.col_widths.setdefault(0, 14)
     for t in range(block.rows):
-        sheet.put(block.row + t, 0, t, style="label")
+        sheet.put(block.row + t, 0, formula=f'"{t}: "&INDEX(token_text,{t + 1})', style="label")

@@ -17,7 +17,9 @@ STAGE, OP, SHAPES, COUNT, PER, TIMES, TOTAL, MM_COUNT, MM_LAST, MM_ALL, SLOTS = 
 
 def add_flops_sheet(plan: Plan, config: GPT2Config) -> Sheet:
     s = plan.add(Sheet("flops", "compute", title="FLOP tally: the forward pass of this workbook, counted by its "
-                                                 "own formulas (and what training costs)"))
+                                                 "own formulas (and what training costs)",
+                       about="how many floating-point operations this forward pass takes, live; what training costs",
+                       equation="matmul FLOPs = 2 m n k; training FLOPs = k N D"))
     s.put(0, 0, s.title, style="title")
     s.put(1, 0, fl.CONVENTION)
     s.put(2, 0, "T is the number of token ids filled in on the tokens sheet: change them and every count below "

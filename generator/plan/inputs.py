@@ -7,7 +7,9 @@ MASKED = -1e9  # added to scores of future positions: exp(-1e9 - max) is exactly
 
 
 def add_tokens_sheet(plan: Plan, n_ctx: int, token_ids: list[int]) -> None:
-    s = plan.add(Sheet("tokens", "input", title="Input: token ids (type ids into column B, or build with --prompt)"))
+    s = plan.add(Sheet("tokens", "input", title="Input: token ids (type ids into column B, or build with --prompt)",
+                       role="input", about="the token slots: type token ids into column B; their text; the causal mask",
+                       equation="mask[i, j] = 0 if j <= i else -1E9"))
     s.put(0, 0, s.title, style="title")
     for col, head in enumerate(["position", "token id", "token text"]):
         s.put(1, col, head, style="header")
@@ -18,6 +20,7 @@ def add_tokens_sheet(plan: Plan, n_ctx: int, token_ids: list[int]) -> None:
         s.put(row, 1, token_ids[t] if t < len(token_ids) else None, style="input")
         b = f"B{row + 1}"
         s.put(row, 2, formula=f'IF({b}="","",INDEX(vocab_text,{b}+1))')
+    plan.name("token_text", Range(s.name, 2, 2, n_ctx, 1))
     s.put(1, 4, "tokens filled", style="header")
     s.put(2, 4, formula=f"COUNT({ids})")
     plan.name("n_tokens", Range(s.name, 2, 4))

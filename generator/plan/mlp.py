@@ -15,7 +15,9 @@ def add_mlp_sheet(plan: Plan, config: GPT2Config, layer: int, x: Range, w: dict[
     T, C = x.rows, config.n_embd
     p = f"h.{layer}."
     n = f"h{layer}_"
-    s = plan.add(Sheet(f"h{layer} mlp", "compute", title=f"Layer {layer} MLP"))
+    s = plan.add(Sheet(f"h{layer} mlp", "compute", title=f"Layer {layer} MLP", role="activation",
+                       about=f"layer {layer}: layer norm 2, the MLP (fc, GELU, projection), plus the residual",
+                       equation="x' = x + gelu(ln_2(x) W_fc + b_fc) W_proj + b_proj"))
     s.put(0, 0, f"{s.title}: x' = x + gelu(ln_2(x) W_fc + b_fc) W_proj + b_proj", style="title")
     stack = Stack(s)
 

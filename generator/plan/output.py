@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config import GPT2Config
 from . import formulas as f
-from .core import Plan, Range, Sheet, Stack
+from .core import Chart, Plan, Range, Sheet, Stack
 from .embeddings import label_rows
 from .layernorm import add_layer_norm
 
@@ -12,7 +12,9 @@ TOP_K = 10
 
 
 def add_final_norm_sheet(plan: Plan, config: GPT2Config, x: Range, w: dict[str, str]) -> Range:
-    s = plan.add(Sheet("ln_f", "compute", title="Final layer norm: ln_f(x)"))
+    s = plan.add(Sheet("ln_f", "compute", title="Final layer norm: ln_f(x)", role="activation",
+                       about="the final layer norm of the last layer's output",
+                       equation="ln_f(x) = (x - mean(x)) / sqrt(var(x) + eps) * g + b"))
     s.put(0, 0, s.title, style="title")
     out = Stack(s).section("ln_f(x) of the last layer's output", x.rows, config.n_embd)
     add_layer_norm(s, x, out, w["ln_f.weight"], w["ln_f.bias"], config.layer_norm_epsilon)
@@ -25,7 +27,9 @@ def add_final_norm_sheet(plan: Plan, config: GPT2Config, x: Range, w: dict[str, 
 def add_logits_sheet(plan: Plan, config: GPT2Config, vocab: list[str]) -> Range:
     """logits = wte @ ln_f[last]^T: one column, one row per vocabulary entry (GPT-2 ties lm_head to wte)."""
     s = plan.add(Sheet("logits", "compute",
-                       title="Logits of the next token: wte @ ln_f(x)[last position]^T (lm_head is tied to wte)"))
+                       title="Logits of the next token: wte @ ln_f(x)[last position]^T (lm_head is tied to wte)",
+                       role="output", about="a score for every vocabulary entry: the next-token logits of the last "
+                                            "filled position", equation="logits = wte ln_f(x)[last]^T"))
     s.put(0, 0, s.title, style="title")
     for col, head in enumerate(["token id", "token", "logit"]):
         s.put(1, col, head, style="header")
@@ -41,7 +45,9 @@ def add_logits_sheet(plan: Plan, config: GPT2Config, vocab: list[str]) -> Range:
 
 
 def add_prediction_sheet(plan: Plan, config: GPT2Config) -> Range:
-    s = plan.add(Sheet("predict", "compute", title="Prediction: the most likely next tokens"))
+    s = plan.add(Sheet("predict", "compute", title="Prediction: the most likely next tokens", role="output",
+                       about=f"the {TOP_K} most likely next tokens and their probabilities (bar chart)",
+                       equation="p = softmax(logits) = exp(logit - max) / sum exp(logits - max)"))
     s.put(0, 0, s.title, style="title")
     s.put(1, 0, "max logit", style="header")
     s.put(1, 1, formula="MAX(logits)")
@@ -66,6 +72,9 @@ def add_prediction_sheet(plan: Plan, config: GPT2Config) -> Range:
     plan.name("next_token_id", top.sub(col=1, rows=1, cols=1))
     plan.name("next_token", top.sub(col=2, rows=1, cols=1))
     s.col_widths.update({0: 22, 1: 10, 2: 18, 3: 14, 4: 12})
+    s.charts.append(Chart(f"next-token probability, top {k}", top.sub(col=2, cols=1), top.sub(col=4, cols=1),
+                          row=1, col=6, x_title="probability"))
+    s.freeze = (head_row + 1, 0)
     return top
 
 

@@ -5,7 +5,8 @@ from .core import Plan, Range, Sheet
 
 
 def add_vocab_sheet(plan: Plan, vocab: list[str]) -> None:
-    s = plan.add(Sheet("vocab", "vocab", title="Vocabulary"))
+    s = plan.add(Sheet("vocab", "vocab", title="Vocabulary",
+                       about="token id -> its text (control characters and partial UTF-8 made visible)"))
     s.put(0, 0, "token id", style="header")
     s.put(0, 1, "token", style="header")
     for i, text in enumerate(vocab):

@@ -26,6 +26,8 @@ def add_weight_sheets(plan: Plan, config: GPT2Config) -> dict[str, str]:
     names = {}
     for key, shape in config.param_shapes().items():
         rows, cols = sheet_shape(shape)
-        plan.add(Sheet(key, "weights", weight=key, weight_shape=(rows, cols)))
+        plan.add(Sheet(key, "weights", weight=key, weight_shape=(rows, cols), role="weights",
+                       about=f"weights: {rows} x {cols} numbers of the checkpoint's tensor {key}",
+                       equation=weight_name(key)))
         names[key] = plan.name(weight_name(key), Range(key, 0, 0, rows, cols))
     return names
