@@ -25,7 +25,7 @@ MAX_BYTES = 300_000
 def shots(plan) -> dict[str, str]:
     """PNG name -> the range to print (whole blocks, so the pictures follow the layout)."""
     index = plan.sheet("index")   # down to the first weight sheets of the table of contents
-    last = next(c.row for c in index.cells if c.link == "vocab") + 3
+    last = next(c.row for c in index.cells if c.link == "flops") + 3
     probs = plan.names["h0_probs0"]
     predict = plan.sheet("predict")
     chart_rows = max(c.row for c in predict.cells) + 8

@@ -1,6 +1,6 @@
 """Model description -> workbook plan, in forward-pass order.
 
-    index, control, tokens -> embed -> [h0 attn -> h0 mlp] ... -> ln_f -> logits -> predict    (+ flops, vocab, weight sheets)
+    index, control, tokens -> embed -> [h0 attn -> h0 mlp] ... -> ln_f -> logits -> predict    (+ flops, weight sheets)
 """
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from .inputs import add_tokens_sheet
 from .lens import add_logit_lens_sheet
 from .mlp import add_mlp_sheet
 from .output import add_final_norm_sheet, add_logits_sheet, add_prediction_sheet
-from .vocab import add_vocab_sheet
 from .weights import add_weight_sheets, weight_name
 
 __all__ = ["build_plan", "Plan", "Sheet", "Range", "Cell", "ArrayFormula", "weight_name"]
@@ -42,7 +41,6 @@ def build_plan(config: GPT2Config, n_ctx: int, vocab: list[str], token_ids: list
     if logit_lens:
         add_logit_lens_sheet(plan, config, w)
     add_flops_sheet(plan, config)
-    add_vocab_sheet(plan, vocab)
     plan.sheets.extend(compute.sheets)
     number_steps(plan)
     add_index_sheet(plan, config, n_ctx, prompt)

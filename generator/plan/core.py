@@ -101,7 +101,7 @@ class Button:
 @dataclass
 class Sheet:
     name: str
-    kind: str  # "input", "compute", "weights", "vocab"
+    kind: str  # "input", "compute", "weights"
     title: str = ""
     cells: list[Cell] = field(default_factory=list)
     arrays: list[ArrayFormula] = field(default_factory=list)

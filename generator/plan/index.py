@@ -8,7 +8,7 @@ from ..config import GPT2Config
 from .core import Plan, Sheet
 from .style import MEANING
 
-UNNUMBERED = ("control", "flops", "vocab")   # not steps of the forward pass
+UNNUMBERED = ("control", "flops")   # not steps of the forward pass
 
 
 def number_steps(plan: Plan) -> None:
@@ -56,8 +56,8 @@ def add_index_sheet(plan: Plan, config: GPT2Config, n_ctx: int, prompt: str | No
     row += 2
     s.put(row, 0, "Change the prompt", style="heading")
     howto = [
-        ("tokens", "Type token ids into the yellow cells of column B of the tokens sheet (look ids up on the vocab "
-                   "sheet); everything recalculates and the predict sheet shows the next token."),
+        ("tokens", "Type token ids into the yellow cells of column B of the tokens sheet (look ids up in the "
+                   "token column of the logits sheet); everything recalculates and the predict sheet shows the next token."),
         ("control", "Or type text into the control sheet's prompt and run `gpt2-workbook run FILE --prompt TEXT` "
                     "(LibreOffice) or press its button (Excel, .xlsm with xlwings): it tokenizes and generates."),
         ("control", "Experiment: set one of the control sheet's attention-head switches to 0 to remove that head's "

@@ -1,5 +1,5 @@
-"""The model's head: final layer norm (`ln_f`), the logits of the last filled position (`logits`,
-vocabulary down the rows) and the top-k next tokens with their probabilities (`predict`)."""
+"""The model's head: final layer norm (`ln_f`), the vocabulary with the logits of the last filled position
+(`logits`, vocabulary down the rows) and the top-k next tokens with their probabilities (`predict`)."""
 from __future__ import annotations
 
 from ..config import GPT2Config
@@ -25,11 +25,14 @@ def add_final_norm_sheet(plan: Plan, config: GPT2Config, x: Range, w: dict[str, 
 
 
 def add_logits_sheet(plan: Plan, config: GPT2Config, vocab: list[str]) -> Range:
-    """logits = wte @ ln_f[last]^T: one column, one row per vocabulary entry (GPT-2 ties lm_head to wte)."""
+    """The vocabulary and its logits: token id, its text (always stored as text, never as a formula), and
+    logits = wte @ ln_f[last]^T, one row per vocabulary entry (GPT-2 ties lm_head to wte)."""
     s = plan.add(Sheet("logits", "compute",
                        title="Logits of the next token: wte @ ln_f(x)[last position]^T (lm_head is tied to wte)",
-                       role="output", about="a score for every vocabulary entry: the next-token logits of the last "
-                                            "filled position", equation="logits = wte ln_f(x)[last]^T"))
+                       role="output", about="the vocabulary (token id -> its text, control characters and partial "
+                                            "UTF-8 made visible) and a score for every entry: the next-token "
+                                            "logits of the last filled position",
+                       equation="logits = wte ln_f(x)[last]^T"))
     s.put(0, 0, s.title, style="title")
     for col, head in enumerate(["token id", "token", "logit"]):
         s.put(1, col, head, style="header")
@@ -37,6 +40,7 @@ def add_logits_sheet(plan: Plan, config: GPT2Config, vocab: list[str]) -> Range:
     for i in range(V):
         s.put(2 + i, 0, i)
         s.put(2 + i, 1, vocab[i])
+    plan.name("vocab_text", Range(s.name, 2, 1, V, 1))
     logits = s.array(Range(s.name, 2, 2, V, 1), f.unembed("wte", "INDEX(ln_f,last_pos,0)"))
     s.col_widths.update({0: 9, 1: 18, 2: 14})
     s.freeze = (2, 0)
