@@ -37,13 +37,21 @@ class LibreOfficeError(GPT2Error):
     """LibreOffice is missing, failed to start, or refused a request."""
 
 
+def _from_env(var: str) -> str | None:
+    """The executable named by environment variable `var`, if it is set."""
+    env = os.environ.get(var)
+    if not env:
+        return None
+    found = shutil.which(env)
+    if not found:
+        raise LibreOfficeError(f"{var}={env} is not an executable. {INSTALL_HINT}")
+    return found
+
+
 def find_soffice() -> str:
     """$GPT2_SOFFICE, else `soffice` or `libreoffice` on PATH."""
-    env = os.environ.get("GPT2_SOFFICE")
-    if env:
-        found = shutil.which(env)
-        if not found:
-            raise LibreOfficeError(f"GPT2_SOFFICE={env} is not an executable. {INSTALL_HINT}")
+    found = _from_env("GPT2_SOFFICE")
+    if found:
         return found
     for name in ("soffice", "libreoffice"):
         found = shutil.which(name)
@@ -64,11 +72,8 @@ def _can_import_uno(python: str) -> bool:
 
 def find_uno_python() -> str:
     """$GPT2_UNO_PYTHON, else this interpreter if it can import uno, else /usr/bin/python3 if it can."""
-    env = os.environ.get("GPT2_UNO_PYTHON")
-    if env:
-        found = shutil.which(env)
-        if not found:
-            raise LibreOfficeError(f"GPT2_UNO_PYTHON={env} is not an executable. {INSTALL_HINT}")
+    found = _from_env("GPT2_UNO_PYTHON")
+    if found:
         return found
     for python in (sys.executable, "/usr/bin/python3"):
         if python and os.access(python, os.X_OK) and _can_import_uno(python):

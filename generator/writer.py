@@ -71,6 +71,7 @@ def write_workbook(plan: Plan, params: Mapping[str, np.ndarray], path: str | os.
         raise GPT2Error(f"cannot write {path}: folder {folder} is not writable")
     if path.is_dir():
         raise GPT2Error(f"cannot write {path}: it is a folder")
+    # XlsxWriter stores the n-th worksheet as xl/worksheets/sheet<n>.xml
     weight_sheets = {f"xl/worksheets/sheet{index}.xml": sheet
                      for index, sheet in enumerate(plan.sheets, start=1) if sheet.kind == "weights"}
     with replacing(path) as final, tempfile.TemporaryDirectory(dir=folder, prefix=f".{path.name}.") as tmp:
@@ -81,8 +82,8 @@ def write_workbook(plan: Plan, params: Mapping[str, np.ndarray], path: str | os.
     return path
 
 
-def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None) -> dict[str, Sheet]:
-    """Everything but the weight values, through XlsxWriter. Returns zip member -> weight sheet."""
+def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None) -> None:
+    """Everything but the weight values, through XlsxWriter (weight sheets are left empty)."""
     wb = xlsxwriter.Workbook(filename, {
         "constant_memory": True, "strings_to_numbers": False, "strings_to_formulas": False,
         "strings_to_urls": False, "use_zip64": True,
@@ -90,8 +91,7 @@ def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None)
     if vba_project is not None:
         wb.add_vba_project(io.BytesIO(vba_project), is_stream=True)
     styles = {name: wb.add_format(spec) for name, spec in STYLES.items()}
-    weight_sheets = {}
-    for index, sheet in enumerate(plan.sheets, start=1):
+    for sheet in plan.sheets:
         ws = wb.add_worksheet(sheet.name)
         if sheet.role in TAB_COLOURS:
             ws.set_tab_color(TAB_COLOURS[sheet.role])
@@ -105,7 +105,6 @@ def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None)
             ws.insert_button(b.row, b.col, {"macro": b.macro, "caption": b.caption,
                                             "width": b.width, "height": b.height})
         if sheet.kind == "weights":
-            weight_sheets[f"xl/worksheets/sheet{index}.xml"] = sheet
             continue
         for row, name in sheet.row_styles.items():
             ws.set_row(row, None, styles[name])
@@ -137,7 +136,6 @@ def write_structure(plan: Plan, filename: str, vba_project: bytes | None = None)
     for name, target in plan.names.items():
         wb.define_name(name, "=" + target.a1())
     wb.close()
-    return weight_sheets
 
 
 def _bar_chart(wb, chart):
