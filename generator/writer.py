@@ -42,7 +42,7 @@ STYLES = {
     "heading": {"bold": True, "italic": True},
     "input": {"bg_color": "#FFF2CC", "border": 1},
     "label": {"font_color": "#7F7F7F"},
-    "percent": {"num_format": "0.00%"},
+    "percent": {"num_format": "0.000%"},
     "input_text": {"bg_color": "#FFF2CC", "border": 1, "num_format": "@", "text_wrap": True, "valign": "top"},
     "wrap": {"text_wrap": True, "valign": "top"},
     "count": {"num_format": "#,##0"}, "ratio": {"num_format": "0.000"}, "sci": {"num_format": "0.000E+00"}, "money": {"num_format": "$#,##0"},
