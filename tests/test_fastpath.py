@@ -93,3 +93,30 @@ def test_zip64_records_when_sizes_pass_the_32_bit_limit(monkeypatch):
         assert zf.testzip() is None
         assert [zf.read(f"e{i}.bin") for i in range(3)] == data
         assert all(i.file_size == 500 for i in zf.infolist())
+
+
+def test_threads_write_the_same_file_as_worker_processes(tmp_path, monkeypatch):
+    """Where the platform has no fork (Windows), threads do the weight pieces: same workbook, byte for byte
+    in every part."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from generator import writer
+    from generator.checkpoint import random_params
+    from generator.config import GPT2Config
+    from generator.plan import build_plan
+
+    config = GPT2Config(2, 24, 2, n_vocab=300, n_positions=8)
+    params = random_params(config, seed=9)
+    plan = build_plan(config, 4, [f"t{i}" for i in range(300)], [1, 2])
+    monkeypatch.setattr(writer, "PIECE_CELLS", 64)  # many pieces per sheet
+    forked = writer.write_workbook(plan, params, tmp_path / "forked.xlsx")
+    monkeypatch.setattr(writer, "_pool", lambda: ThreadPoolExecutor(2))
+    threaded = writer.write_workbook(plan, params, tmp_path / "threaded.xlsx")
+    with zipfile.ZipFile(forked) as a, zipfile.ZipFile(threaded) as b:
+        assert a.namelist() == b.namelist()
+        for name in a.namelist():
+            if name != "docProps/core.xml":  # holds the creation time
+                assert a.read(name) == b.read(name), name
+        sheet = a.read("xl/worksheets/sheet" + str(1 + [s.name for s in plan.sheets].index("wte.weight")) + ".xml")
+        texts = values_in(sheet)
+        np.testing.assert_array_equal(np.array([np.float32(t.decode()) for t in texts]), params["wte.weight"].ravel())
