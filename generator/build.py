@@ -46,16 +46,7 @@ def vocabulary_for(config: GPT2Config) -> list[str]:
 
 
 def prompt_ids(prompt: str | None, config: GPT2Config, n_ctx: int) -> list[int]:
-    if prompt is None:
-        return []
-    ids = tokenizer.encode(prompt)
-    if not ids:
-        raise GPT2Error("the prompt is empty: give at least one token of text")
-    tokenizer.check_prompt(ids, n_ctx)
-    too_big = [i for i in ids if i >= config.n_vocab]
-    if too_big:
-        raise GPT2Error(f"token id {too_big[0]} of the prompt is outside this model's vocabulary of {config.n_vocab}")
-    return ids
+    return [] if prompt is None else tokenizer.encode_prompt(prompt, n_ctx, n_vocab=config.n_vocab)
 
 
 def check_context(context: int, config: GPT2Config) -> None:

@@ -264,19 +264,9 @@ class Workbook:
 
     def tokenize(self, prompt) -> list[int]:
         """The prompt's token ids, checked against the slots and the vocabulary (nothing is written)."""
-        if prompt is None or prompt == "":
-            raise GPT2Error("the prompt is empty: type some text to continue")
-        if not isinstance(prompt, str):
+        if prompt is not None and not isinstance(prompt, str):
             raise GPT2Error(f"the prompt must be text, not {prompt!r}")
-        ids = tokenizer.encode(prompt)
-        if len(ids) > self.n_ctx:
-            raise GPT2Error(f"the prompt is {len(ids)} tokens long but the workbook has {self.n_ctx} token slots: "
-                            f"shorten the prompt or build with --context {len(ids)} or more")
-        too_big = [i for i in ids if i >= self.n_vocab]
-        if too_big:
-            raise GPT2Error(f"token id {too_big[0]} of the prompt is outside this model's vocabulary of "
-                            f"{self.n_vocab} tokens")
-        return ids
+        return tokenizer.encode_prompt(prompt, self.n_ctx, n_vocab=self.n_vocab)
 
     # --- predictions -------------------------------------------------------------------------------
     def recalculate(self) -> None:

@@ -113,13 +113,8 @@ def run(path, settings: Settings, save: bool = False, out: Callable[[str], None]
     path = Path(path)
     settings.check()
     slots = check_file(path)
-    if settings.prompt == "" or settings.prompt is None:
-        raise GPT2Error("the prompt is empty: give some text to continue (--prompt TEXT)")
     from . import tokenizer
-    n_prompt = len(tokenizer.encode(settings.prompt))
-    if n_prompt > slots:
-        raise GPT2Error(f"the prompt is {n_prompt} tokens long but {path.name} has {slots} token slots: "
-                        f"shorten the prompt or build with --context {n_prompt} or more")
+    n_prompt = len(tokenizer.encode_prompt(settings.prompt, slots, where=path.name))  # before LibreOffice starts
     own = lo is None
     t0 = time.perf_counter()
     if own:

@@ -89,7 +89,16 @@ def vocabulary() -> tuple[str, ...]:
     return tuple(display(token_bytes(i)) for i in range(N_VOCAB))
 
 
-def check_prompt(ids: list[int], slots: int) -> None:
+def encode_prompt(prompt: str | None, slots: int, where: str = "the workbook", n_vocab: int = N_VOCAB) -> list[int]:
+    """The prompt's token ids, checked: not empty, fits into the `slots` token slots of `where`, every id
+    inside a vocabulary of `n_vocab`."""
+    ids = encode(prompt) if prompt else []
+    if not ids:
+        raise GPT2Error("the prompt is empty: give some text to continue")
     if len(ids) > slots:
-        raise GPT2Error(f"the prompt is {len(ids)} tokens long but the workbook has {slots} token slots; "
+        raise GPT2Error(f"the prompt is {len(ids)} tokens long but {where} has {slots} token slots: "
                         f"shorten the prompt or build with --context {len(ids)} or more")
+    too_big = [i for i in ids if i >= n_vocab]
+    if too_big:
+        raise GPT2Error(f"token id {too_big[0]} of the prompt is outside this model's vocabulary of {n_vocab} tokens")
+    return ids
