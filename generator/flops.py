@@ -4,13 +4,16 @@ Each operation of the forward pass, as the workbook computes it, is a row whose 
 expression over a few symbols, written once below. Python evaluates the expression (for the command
 and the tests); `formula()` renders the very same text as a spreadsheet formula over the sheet's
 named cells, so the sheet and the command cannot drift apart. Expressions are code constants made of
-symbols, integers, `+`, `-`, `*` and parentheses: valid Python and valid spreadsheet syntax alike.
+symbols, integers, `+`, `-`, `*`, exact `/` and parentheses: valid Python and valid spreadsheet syntax
+alike.
 
 Convention: a multiply-add is 2 FLOPs (a matrix product m x k . k x n is 2*m*k*n); every other
 addition, subtraction, multiplication, division and comparison (MAX) is 1; exp, tanh and a square
 root count 1 each (one function evaluation); x^3 is 2 multiplications; lookups and data movement
 (INDEX, TRANSPOSE, LARGE, MATCH, merging the heads) are free. Counts follow the formulas as written:
-the softmax formula evaluates MAX and EXP twice, VAR.P computes its own mean.
+the softmax formula evaluates MAX and EXP twice, VAR.P computes its own mean. Query t computes its
+scores, softmax and weighted sum over keys 1..t only (the causal half); the matrix-multiply-only
+convention (b) counts the full T x T products, as torch.utils.flop_counter does.
 """
 from __future__ import annotations
 
@@ -38,7 +41,9 @@ CONVENTION = (
     "subtraction, multiplication, division and comparison (MAX) is 1 FLOP; exp, tanh and a square root count "
     "1 FLOP each (one function evaluation, whatever it costs in hardware); x^3 is 2 multiplications. Lookups and "
     "data movement (INDEX, TRANSPOSE, LARGE, MATCH, merging the heads) are free. Counts follow the formulas as "
-    "written: the softmax formula evaluates MAX and EXP twice, VAR.P computes its own mean."
+    "written: the softmax formula evaluates MAX and EXP twice, VAR.P computes its own mean. Query t computes "
+    "scores, softmax and weighted sum over keys 1..t only (the causal half); convention (b) counts the full "
+    "T x T products, as torch.utils.flop_counter does."
 )
 
 
@@ -62,12 +67,12 @@ OPS = [
     Op("attention", "layer norm ln_1", "T x C, per row", LAYER_NORM, per_layer=True),
     Op("attention", "q|k|v = a W_attn + b", "(T x C)(C x 3C) + 3C", "2*T*C*3*C + T*3*C", "2*T*C*3*C",
        per_layer=True, group="dense"),
-    Op("attention", "scores q k^T / sqrt(d)", "H x (T x d)(d x T)", "H*(2*T*T*d + T*T + 1)", "H*2*T*T*d",
-       per_layer=True, group="attention"),
-    Op("attention", "causal mask", "H x (T x T)", "H*T*T", per_layer=True),
-    Op("attention", "softmax, row by row", "H x T rows of T", "H*T*(8*T - 3)", per_layer=True),
-    Op("attention", "weighted sum P v", "H x (T x T)(T x d)", "H*2*T*T*d", "H*2*T*T*d",
-       per_layer=True, group="attention"),
+    Op("attention", "scores q k^T / sqrt(d), causal", "H x (1 x d)(d x t), t = 1..T",
+       "H*(d*T*(T+1) + T*(T+1)/2 + T)", "H*2*T*T*d", per_layer=True, group="attention"),
+    Op("attention", "causal mask", "keys after the query: not computed", "0", per_layer=True),
+    Op("attention", "softmax, row by row", "H x rows of t = 1..T", "H*(4*T*(T+1) - 3*T)", per_layer=True),
+    Op("attention", "weighted sum P v, x head switch", "H x (1 x t)(t x d), t = 1..T", "H*(d*T*(T+1) + T*d)",
+       "H*2*T*T*d", per_layer=True, group="attention"),
     Op("attention", "output projection heads W_proj + b", "(T x C)(C x C) + C", "2*T*C*C + T*C", "2*T*C*C",
        per_layer=True, group="dense"),
     Op("attention", "residual add", "T x C", "T*C", per_layer=True),
@@ -143,6 +148,9 @@ def formula(expr: str, names: dict[str, str] | None = None) -> str:
 def evaluate(expr: str, dims: dict[str, int]) -> int:
     """The expression's value. `expr` is one of the code constants above, never user input."""
     value = eval(expr, {"__builtins__": {}}, dims)  # noqa: S307 (constants of this module only)
+    if isinstance(value, float):   # an exact division such as T*(T+1)/2
+        assert value.is_integer(), expr
+        value = int(value)
     assert isinstance(value, int), expr
     return value
 

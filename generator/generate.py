@@ -11,8 +11,14 @@ The loop talks to a spreadsheet through a tiny adapter with three methods:
 
     read(name)        -> rows of the workbook-level defined name: floats, str, "" for empty cells
                          (raises KeyError when the workbook has no such name)
-    write(name, rows) -> write rows into the named range; str values are always stored as text
-    recalculate()     -> recalculate the workbook
+    write(name, rows, first=0)
+                      -> write rows into the named range from its row `first` (0-based) on; str values
+                         are always stored as text
+    recalculate()     -> recalculate what changed since the last recalculation (the formulas that
+                         depend on written cells; Excel's Calculate, LibreOffice's calculate())
+
+Each step writes only the new token's slot, and every computed row of the workbook reads only its own
+and earlier slots, so a step recalculates one row per sheet plus the prediction (plan/inputs.py).
 
 Two adapters exist: LibreOffice over UNO (`generator.run.LibreOfficeAdapter`, used by
 `gpt2-workbook run`) and an xlwings Book (`generator.xlwings_macros.XlwingsAdapter`, Excel).
@@ -43,7 +49,7 @@ COMPUTED = ("logits", "top_k", "next_token_id")
 class Adapter(Protocol):
     def read(self, name: str) -> list[list]: ...
 
-    def write(self, name: str, rows: list[list]) -> None: ...
+    def write(self, name: str, rows: list[list], first: int = 0) -> None: ...
 
     def recalculate(self) -> None: ...
 
@@ -200,9 +206,9 @@ class Workbook:
             raise GPT2Error(f"{self.where} has no defined name {name}: it was not made by this version of "
                             f"gpt2-workbook; rebuild it with `gpt2-workbook build`") from None
 
-    def write(self, name: str, rows: list[list]) -> None:
+    def write(self, name: str, rows: list[list], first: int = 0) -> None:
         try:
-            self.io.write(name, rows)
+            self.io.write(name, rows, first)
         except KeyError:
             raise GPT2Error(f"{self.where} has no defined name {name}: it was not made by this version of "
                             f"gpt2-workbook; rebuild it with `gpt2-workbook build`") from None
@@ -257,10 +263,13 @@ class Workbook:
             ids.append(int(v))
         return ids
 
-    def write_ids(self, ids: list[int]) -> None:
+    def write_ids(self, ids: list[int], start: int = 0) -> None:
+        """Slots `start`.. get ids[start:], the rest are emptied; earlier slots are not touched (writing a
+        cell, even with its own value, makes everything computed from it recalculate)."""
         if len(ids) > self.n_ctx:
             raise GPT2Error(f"{len(ids)} tokens do not fit into {self.n_ctx} token slots")
-        self.write("token_ids", [[i] for i in ids] + [[None]] * (self.n_ctx - len(ids)))
+        rows = [[i] for i in ids] + [[None]] * (self.n_ctx - len(ids))
+        self.write("token_ids", rows[start:], start)
 
     def tokenize(self, prompt) -> list[int]:
         """The prompt's token ids, checked against the slots and the vocabulary (nothing is written)."""
@@ -362,7 +371,7 @@ class Workbook:
             raise GPT2Error(f"{self.where}: the predict sheet says token {shown} but the largest logit is token "
                             f"{greedy}: the workbook did not recalculate")
         token = choose(logits, settings.temperature, settings.top_k, settings.seed, len(ids))
-        self.write_ids(ids + [token])
+        self.write_ids(ids + [token], start=len(ids))
         p = softmax(logits)
         return Step(position=len(ids), token_id=token, text=token_text(token), probability=float(p[token]),
                     alternatives=top[:ALTERNATIVES], seconds=time.perf_counter() - t0)

@@ -144,9 +144,10 @@ class LibreOffice:
         """Open an xlsx file (hidden, no macros, no link updates); returns seconds."""
         return self._call("load", path=os.path.abspath(path))["seconds"]
 
-    def calculate(self) -> float:
-        """Recalculate every formula (doc.calculateAll()); returns seconds."""
-        return self._call("calculate")["seconds"]
+    def calculate(self, dirty_only: bool = False) -> float:
+        """Recalculate every formula (doc.calculateAll()), or with dirty_only only those whose inputs
+        changed since the last calculation (doc.calculate()); returns seconds."""
+        return self._call("calculate", **({"dirty_only": True} if dirty_only else {}))["seconds"]
 
     def read(self, *ranges: str, what: str = "value") -> list:
         """For each range, its rows as lists: floats, strings, "" for empty, "#NAME?"-style text for errors.
@@ -159,11 +160,13 @@ class LibreOffice:
         """One range as a 2-D float array; empty cells are nan, any other text is an error."""
         return _to_array(range, self.read(range)[0])
 
-    def write(self, range: str, values) -> None:
-        """Write numbers/strings (strings stay text, even "=1+1"). A single-cell range is the top-left corner."""
+    def write(self, range: str, values, first_row: int = 0) -> None:
+        """Write numbers/strings (strings stay text, even "=1+1"). A single-cell range is the top-left corner.
+
+        first_row: write the values from this row (0-based) of the range on, into as many rows as they have."""
         if isinstance(values, np.ndarray):
             values = np.atleast_2d(values).tolist()
-        self._call("write", range=range, values=values)
+        self._call("write", range=range, values=values, **({"first_row": first_row} if first_row else {}))
 
     def save(self, path, filter: str | None = None) -> float:
         """Save as xlsx (or with the export `filter` named, e.g. "Calc MS Excel 2007 VBA XML"); returns seconds."""

@@ -8,10 +8,12 @@ It starts a private soffice (own temporary profile, own pipe), then reads one JS
 stdin and writes one JSON reply per line on stdout. Nothing else ever goes to stdout; logs go to stderr.
 
     {"op":"load","path":"/abs/in.xlsx"}                  -> {"ok":true,"seconds":s}
-    {"op":"calculate"}                                   -> {"ok":true,"seconds":s}   (doc.calculateAll())
+    {"op":"calculate"[,"dirty_only":true]}               -> {"ok":true,"seconds":s}   (doc.calculateAll(), or
+                                                            doc.calculate(): only formulas whose inputs changed)
     {"op":"read","ranges":[r,...],"what":"value"|"formula"}
                                                          -> {"ok":true,"values":[rows, ...]}
-    {"op":"write","range":r,"values":[[...],...]}        -> {"ok":true}
+    {"op":"write","range":r,"values":[[...],...][,"first_row":i]}
+                                                         -> {"ok":true}   (from row i of r on)
     {"op":"save","path":"/abs/out.xlsx"[,"filter":f]}    -> {"ok":true,"seconds":s}   (default: xlsx)
     {"op":"export_pdf","path":"/abs/out.pdf","range":r}  -> {"ok":true,"seconds":s}   (only r, on one page of
                                                             its size; the workbook itself is never saved)
@@ -120,9 +122,10 @@ class Office:
         self.doc = doc
         return {"seconds": time.monotonic() - t0}
 
-    def calculate(self):
+    def calculate(self, dirty_only=False):
         t0 = time.monotonic()
-        self.need_doc().calculateAll()
+        doc = self.need_doc()
+        doc.calculate() if dirty_only else doc.calculateAll()
         return {"seconds": time.monotonic() - t0}
 
     def read(self, ranges, what="value"):
@@ -144,13 +147,20 @@ class Office:
             out.append(rows)
         return {"values": out}
 
-    def write(self, address, values):
+    def write(self, address, values, first_row=0):
         rng = self.range(address)
         rows = len(values)
         cols = len(values[0]) if rows else 0
         if rows == 0 or cols == 0 or any(len(row) != cols for row in values):
             raise ValueError("values must be a non-empty rectangular list of rows")
         a = rng.getRangeAddress()
+        if first_row:   # rows first_row .. first_row + rows - 1 of the range
+            if not 0 < first_row <= a.EndRow - a.StartRow or a.StartRow + first_row + rows - 1 > a.EndRow:
+                raise ValueError(f"rows {first_row}..{first_row + rows - 1} are outside range {address} "
+                                 f"({a.EndRow - a.StartRow + 1} rows)")
+            rng = rng.Spreadsheet.getCellRangeByPosition(a.StartColumn, a.StartRow + first_row,
+                                                         a.EndColumn, a.StartRow + first_row + rows - 1)
+            a = rng.getRangeAddress()
         if a.StartColumn == a.EndColumn and a.StartRow == a.EndRow:   # a single cell: its top-left corner
             rng = rng.Spreadsheet.getCellRangeByPosition(a.StartColumn, a.StartRow,
                                                          a.StartColumn + cols - 1, a.StartRow + rows - 1)
@@ -289,11 +299,11 @@ def serve(office: Office, inp, out):
             if op == "load":
                 res = office.load(req["path"])
             elif op == "calculate":
-                res = office.calculate()
+                res = office.calculate(bool(req.get("dirty_only")))
             elif op == "read":
                 res = office.read(req["ranges"], req.get("what", "value"))
             elif op == "write":
-                res = office.write(req["range"], req["values"])
+                res = office.write(req["range"], req["values"], req.get("first_row", 0))
             elif op == "save":
                 res = office.save(req["path"], req.get("filter"))
             elif op == "export_pdf":

@@ -26,6 +26,7 @@ class LibreOfficeAdapter:
 
     def __init__(self, lo: LibreOffice):
         self.lo = lo
+        self.calculated = False
 
     def read(self, name: str) -> list[list]:
         try:
@@ -35,16 +36,18 @@ class LibreOfficeAdapter:
                 raise KeyError(name) from None
             raise
 
-    def write(self, name: str, rows: list[list]) -> None:
+    def write(self, name: str, rows: list[list], first: int = 0) -> None:
         try:
-            self.lo.write(name, rows)   # the bridge stores str as text, never as a formula
+            self.lo.write(name, rows, first)   # the bridge stores str as text, never as a formula
         except LibreOfficeError as e:
             if "neither a defined name" in str(e):
                 raise KeyError(name) from None
             raise
 
     def recalculate(self) -> None:
-        self.lo.calculate()
+        """Everything once (whatever the file's cached values), then only what the writes changed."""
+        self.lo.calculate(dirty_only=self.calculated)
+        self.calculated = True
 
 
 # ----------------------------------------------------------------------------- checks before LibreOffice

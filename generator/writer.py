@@ -48,7 +48,6 @@ STYLES = {
     "count": {"num_format": "#,##0"}, "ratio": {"num_format": "0.000"}, "sci": {"num_format": "0.000E+00"}, "money": {"num_format": "$#,##0"},
     "number": {"num_format": "0.0000"},
     "center": {"align": "center"},
-    "score": {"num_format": '[<-100000000]"-inf";[<0]-0.0000;0.0000'},   # masked attention scores (-1E9): -inf
     "colhead": {"bold": True, "italic": True, "font_color": "#404040", "bottom": 1},
     "link": {"font_color": "#0563C1", "underline": 1},
     # the colour code (plan/style.py): `title` and `heading` take the sheet's role, `swatch_<role>` fills a cell

@@ -43,8 +43,11 @@ class XlwingsAdapter:
         rows = self._range(name).options(ndim=2, err_to_str=True).value
         return [["" if v is None else v for v in row] for row in rows]
 
-    def write(self, name: str, rows: list[list]) -> None:
-        self._range(name).value = [[excel_value(v) for v in row] for row in rows]
+    def write(self, name: str, rows: list[list], first: int = 0) -> None:
+        rng = self._range(name)
+        if first:
+            rng = rng[first:first + len(rows), :]
+        rng.value = [[excel_value(v) for v in row] for row in rows]
 
     def recalculate(self) -> None:
         self.book.app.calculate()

@@ -84,7 +84,7 @@ def test_matmul_count_equals_instrumented_reference(config, tokens, monkeypatch)
 def test_expressions_use_only_known_symbols():
     for expr in [op.flops for op in flops.OPS] + [op.matmul for op in flops.OPS] + \
                 [c.expr for c in flops.CONVENTIONS if c.expr]:
-        assert set(expr) <= set("0123456789+-*() _") | set("".join(flops.SYMBOLS)), expr
+        assert set(expr) <= set("0123456789+-*/() _") | set("".join(flops.SYMBOLS)), expr
         flops.formula(expr)  # every symbol has a defined name
 
 
@@ -173,3 +173,28 @@ def test_training_cost_in_libreoffice(lo, tmp_path):
     assert lo.read("train_cost_pre_deepseek")[0][0][0] == 5_328_000
     assert lo.read("train_flops_deepseek")[0][0][0] == pytest.approx(3.2856e24, rel=1e-12)
     assert lo.read("train_util_deepseek")[0][0][0] == pytest.approx(0.3464, abs=1e-4)
+
+
+def test_attention_counts_follow_the_plans_formulas():
+    """(a) counts what the formulas compute: query t fills score and probability cells for keys 0..t only."""
+    config, T = GPT2Config(2, 16, 2, n_vocab=50, n_positions=8), 5
+    plan = build_plan(config, T, [f"t{i}" for i in range(config.n_vocab)], list(range(T)))
+    d, H = config.head_size, config.n_head
+    arrays = plan.sheet("h1 attn").arrays
+
+    def cells_in(name):
+        r = plan.names[name]
+        return sum(a.target.rows * a.target.cols for a in arrays if a.target.sheet == r.sheet
+                   and r.row <= a.target.row <= r.last_row and r.col <= a.target.col <= r.last_col)
+
+    keys = [cells_in(f"h1_scores{h}") for h in range(H)]
+    assert keys == [cells_in(f"h1_probs{h}") for h in range(H)] == [T * (T + 1) // 2] * H
+    count = {r.op.name: r.flops for r in flops.tally(config, T)}
+    # a score: d multiply-adds and a division, plus one square root per row
+    assert count["scores q k^T / sqrt(d), causal"] == sum(2 * d * k + k + T for k in keys)
+    # a softmax row of k scores: MAX and k subtractions and EXPs twice, a SUM of k, k divisions
+    assert count["softmax, row by row"] == sum(sum(2 * (t - 1 + t + t) + (t - 1) + t for t in range(1, T + 1))
+                                               for _ in range(H))
+    # P v: each probability multiplies a value row of d; then d switch multiplications per row
+    assert count["weighted sum P v, x head switch"] == sum(2 * d * k + T * d for k in keys)
+    assert count["causal mask"] == 0

@@ -364,8 +364,8 @@ class DictAdapter:
             raise KeyError(name)
         return self.values[name]
 
-    def write(self, name, rows):
-        self.values[name] = rows
+    def write(self, name, rows, first=0):
+        self.values[name] = self.values.get(name, [])[:first] + rows + self.values.get(name, [])[first + len(rows):]
 
     def recalculate(self):
         pass

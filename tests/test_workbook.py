@@ -34,14 +34,22 @@ def check_against_reference(lo, path, config, params, ids, n_ctx, vocab):
     np.testing.assert_allclose(logits[:, 0], ref[-1], atol=TOL, rtol=0)
     np.testing.assert_allclose(embed[:n], trace["embed"], atol=TOL, rtol=0)
     np.testing.assert_allclose(ln_f[:n], trace["ln_f"], atol=TOL, rtol=0)
+    blocks = [embed, ln_f]
     for i, layer in enumerate(trace["layers"]):
-        np.testing.assert_allclose(lo.read_array(f"h{i}_qkv")[:n], layer["qkv"], atol=TOL, rtol=0)
+        qkv, mid, post = (lo.read_array(f"h{i}_{x}") for x in ("qkv", "resid_mid", "resid_post"))
+        np.testing.assert_allclose(qkv[:n], layer["qkv"], atol=TOL, rtol=0)
         for h in range(config.n_head):
-            probs = lo.read_array(f"h{i}_probs{h}")
-            np.testing.assert_allclose(probs[:n, :n], layer["probs"][h], atol=TOL, rtol=0)
-            assert np.all(probs[np.triu_indices(n_ctx, 1)] == 0), "the causal mask lets a future token through"
-        np.testing.assert_allclose(lo.read_array(f"h{i}_resid_mid")[:n], layer["attn_out"], atol=TOL, rtol=0)
-        np.testing.assert_allclose(lo.read_array(f"h{i}_resid_post")[:n], layer["out"], atol=TOL, rtol=0)
+            scores, probs = lo.read_array(f"h{i}_scores{h}"), lo.read_array(f"h{i}_probs{h}")
+            np.testing.assert_allclose(probs[:n, :n][np.tril_indices(n)], layer["probs"][h][np.tril_indices(n)],
+                                       atol=TOL, rtol=0)
+            for m in (scores, probs):   # query t computes keys 0..t only: the upper triangle stays empty
+                assert np.isnan(m[np.triu_indices(n_ctx, 1)]).all(), "a query sees a later key"
+            blocks += [scores, probs]
+        np.testing.assert_allclose(mid[:n], layer["attn_out"], atol=TOL, rtol=0)
+        np.testing.assert_allclose(post[:n], layer["out"], atol=TOL, rtol=0)
+        blocks += [qkv, mid, post] + [lo.read_array(f"h{i}_{x}") for x in ("ln_1", "heads", "ln_2", "fc", "gelu")]
+    for block in blocks:   # empty token slots compute nothing
+        assert np.isnan(block[n:]).all()
     top = lo.read("top_k")[0]
     ref_ids, ref_logits, ref_probs = reference.top_k(ref[-1], len(top))
     assert int(top[0][1]) == ref_ids[0]

@@ -11,12 +11,16 @@ loudly where Excel would turn text into a formula or a number.
     book.name, book.fullname
     book.names[name].refers_to_range            (KeyError for an unknown name)
     book.sheets[name].range("B4") / sheet["B4"]
-    Range.value (get/set), Range.options(ndim=2, ...).value, Range.shape
-    book.app.calculate()
+    Range.value (get/set), Range.options(ndim=2, ...).value, Range.shape, Range[rows, cols] (slices)
+    book.app.calculate()      (Excel's Calculate: what changed since the last calculation; Excel
+                               calculates everything when it opens the file, so the first call here does)
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+from xlsxwriter.utility import xl_cell_to_rowcol, xl_rowcol_to_cell
 
 from generator.run import defined_names
 
@@ -50,6 +54,23 @@ class Range:
 
     def options(self, ndim: int | None = None, **_ignored) -> "Range":
         return Range(self.book, self.ref, ndim)
+
+    def __getitem__(self, key) -> "Range":
+        """rng[i:j, k:l] (slices with steps of 1; like xlwings, relative to the range)."""
+        rows, cols = key
+        sheet, first, last = self.address()
+        (r0, c0), (r1, c1) = xl_cell_to_rowcol(first), xl_cell_to_rowcol(last)
+        i, j, _ = rows.indices(r1 - r0 + 1)
+        k, m, _ = cols.indices(c1 - c0 + 1)
+        assert i < j and k < m, key
+        return Range(self.book, f"{sheet}!{xl_rowcol_to_cell(r0 + i, c0 + k)}:{xl_rowcol_to_cell(r0 + j - 1, c0 + m - 1)}")
+
+    def address(self) -> tuple[str, str, str]:
+        """(quoted sheet, first cell, last cell) of this range."""
+        ref = self.book.defined.get(self.ref, self.ref).replace("$", "")
+        m = re.fullmatch(r"('(?:[^']|'')+'|[^!]+)!([A-Z]+\d+)(?::([A-Z]+\d+))?", ref)
+        assert m, ref
+        return m.group(1), m.group(2), m.group(3) or m.group(2)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -128,7 +149,7 @@ class App:
 
     def calculate(self) -> None:
         self.calculations += 1
-        self.book.lo.calculate()
+        self.book.lo.calculate(dirty_only=self.calculations > 1)
 
 
 class Book:
@@ -138,7 +159,7 @@ class Book:
         self.lo = lo
         self.fullname = str(Path(path).resolve())
         self.name = Path(path).name
-        self.defined = set(defined_names(Path(path)))
+        self.defined = defined_names(Path(path))
         self.names = Names(self)
         self.sheets = Sheets(self)
         self.app = App(self)

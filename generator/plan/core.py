@@ -46,6 +46,12 @@ class Range:
             return f"{quote(self.sheet)}!{first}"
         return f"{quote(self.sheet)}!{first}:{cell_ref(self.last_row, self.last_col, absolute)}"
 
+    def ref(self, on: str) -> str:
+        """The reference a formula on sheet `on` uses: `B5:Q5` on the same sheet, else `'sheet'!$B$5:$Q$5`."""
+        if on != self.sheet:
+            return self.a1()
+        return self.a1(absolute=False).split("!", 1)[1]
+
     def sub(self, row: int = 0, col: int = 0, rows: int | None = None, cols: int | None = None) -> "Range":
         """A sub-rectangle, offsets relative to this one."""
         return Range(self.sheet, self.row + row, self.col + col,

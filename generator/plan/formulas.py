@@ -1,7 +1,7 @@
 """Formula builders that read like the math. Arguments are defined names or A1 ranges (strings).
 
 Only functions that both Excel (2010+) and LibreOffice 7.4 compute in legacy array formulas:
-MMULT, TRANSPOSE, INDEX, AVERAGE, _xlfn.VAR.P, SQRT, EXP, TANH, MAX, SUM, LARGE, MATCH.
+IF, MMULT, TRANSPOSE, INDEX, AVERAGE, _xlfn.VAR.P, SQRT, EXP, TANH, MAX, SUM, LARGE, MATCH.
 """
 from __future__ import annotations
 
@@ -31,9 +31,20 @@ def layer_norm(x: str, g: str, b: str, eps: float) -> str:
     return f"({x}-AVERAGE({x}))/SQRT(_xlfn.VAR.P({x})+{num(eps)})*{g}+{b}"
 
 
-def attention_scores(q: str, k: str, head_size: int, mask: str) -> str:
-    """q k^T / sqrt(d) + causal mask."""
-    return f"{mmult(q, f'TRANSPOSE({k})')}/SQRT({head_size})+{mask}"
+def if_filled(slot: str, x: str) -> str:
+    """`x` when the token slot (its token id cell) is filled, else empty. Both Excel and LibreOffice
+    evaluate only the branch taken, so an empty slot costs nothing."""
+    return f'IF({slot}="","",{x})'
+
+
+def if_tokens(x: str) -> str:
+    """`x` once at least one token slot is filled, else empty (the prediction of no tokens)."""
+    return f'IF(n_tokens=0,"",{x})'
+
+
+def attention_scores(q: str, k: str, head_size: int) -> str:
+    """q k^T / sqrt(d) of one query row `q` against the key rows `k` it may see (causal: keys up to its own)."""
+    return f"{mmult(q, f'TRANSPOSE({k})')}/SQRT({head_size})"
 
 
 def softmax(x: str) -> str:
@@ -50,7 +61,7 @@ def gelu(x: str) -> str:
 
 
 def embedding(wte: str, token_id: str, wpe: str, position: int) -> str:
-    """wte[token] + wpe[position] (INDEX is 1-based; an empty slot reads token 0)."""
+    """wte[token] + wpe[position] (INDEX is 1-based)."""
     return f"INDEX({wte},{token_id}+1,0)+INDEX({wpe},{position + 1},0)"
 
 

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from . import formulas as f
-from .core import Range, Sheet
+from .core import Plan, Range, Sheet
+from .inputs import per_slot
 
 
-def add_layer_norm(sheet: Sheet, x: Range, out: Range, g: str, b: str, eps: float) -> Range:
-    for t in range(x.rows):
-        sheet.array(out.row_range(t), f.layer_norm(x.row_range(t).a1(), g, b, eps))
-    return out
+def add_layer_norm(plan: Plan, sheet: Sheet, x: Range, out: Range, g: str, b: str, eps: float) -> Range:
+    return per_slot(plan, sheet, out, lambda t: f.layer_norm(x.row_range(t).a1(), g, b, eps))

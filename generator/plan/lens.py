@@ -37,22 +37,24 @@ def add_logit_lens_sheet(plan: Plan, config: GPT2Config, w: dict[str, str]) -> R
     for layer in range(L):
         s.put(ln.row + layer, 0, f"layer {layer}", style="label")
         x = f"INDEX(h{layer}_resid_post,last_pos,0)"
-        s.array(ln.row_range(layer), f.layer_norm(x, w["ln_f.weight"], w["ln_f.bias"], config.layer_norm_epsilon))
+        s.array(ln.row_range(layer), f.if_tokens(f.layer_norm(x, w["ln_f.weight"], w["ln_f.bias"],
+                                                             config.layer_norm_epsilon)))
     plan.name("lens_ln_f", ln)
-    s.array(logits, f.unembed("wte", "lens_ln_f"))
+    s.array(logits, f.if_tokens(f.unembed("wte", "lens_ln_f")))
     plan.name("lens_logits", logits)
     s.put(max_row, 0, "max logit", style="colhead")
     s.put(den_row, 0, "sum of exp(logit - max)", style="colhead")
     for layer in range(L):
         col = plan.name(f"lens_logits{layer}", logits.sub(col=layer, cols=1))
         mx, den = cell_ref(max_row, 2 + 2 * layer), cell_ref(den_row, 2 + 2 * layer)
-        s.put(max_row, 2 + 2 * layer, formula=f"MAX({col})", style="number")
-        s.arrays.append(ArrayFormula(Range(s.name, den_row, 2 + 2 * layer), f"SUM(EXP({col}-{mx}))", "number"))
+        s.put(max_row, 2 + 2 * layer, formula=f.if_tokens(f"MAX({col})"), style="number")
+        s.arrays.append(ArrayFormula(Range(s.name, den_row, 2 + 2 * layer), f.if_tokens(f"SUM(EXP({col}-{mx}))"),
+                                     "number"))
         for r in range(k):
             row = head + 2 + r
             large = f"LARGE({col},{r + 1})"
-            s.put(row, 1 + 2 * layer, formula=f"INDEX(vocab_text,MATCH({large},{col},0))")
-            s.put(row, 2 + 2 * layer, formula=f"EXP({large}-{mx})/{den}", style="percent")
+            s.put(row, 1 + 2 * layer, formula=f.if_tokens(f"INDEX(vocab_text,MATCH({large},{col},0))"))
+            s.put(row, 2 + 2 * layer, formula=f.if_tokens(f"EXP({large}-{mx})/{den}"), style="percent")
     for r in range(k):
         s.put(head + 2 + r, 0, r + 1)
     plan.name("lens_top_k", Range(s.name, head + 2, 1, k, 2 * L))
