@@ -3,6 +3,8 @@
     python3 benchmarks/bench.py                      # builds 1, 6, 12 layers; LibreOffice 1 and 12 layers at 10 and 64 tokens
     python3 benchmarks/bench.py --layers 1 --lo 1:10 # a quick look
 
+Every token slot is filled (empty slots compute nothing, so they would flatter the recalculation).
+
 Prints a markdown table. Timings are measurements on this machine, never assertions.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from generator import tokenizer  # noqa: E402
 from generator.checkpoint import random_params, save_checkpoint  # noqa: E402
 from generator.config import PUBLISHED  # noqa: E402
 
@@ -32,9 +35,17 @@ def checkpoint(cache: Path) -> Path:
     return folder
 
 
+def full_prompt(tokens: int) -> str:
+    """A text of exactly `tokens` GPT-2 tokens: every slot is filled, so every row computes."""
+    ids = tokenizer.encode("The quick brown fox jumps over the lazy dog. " * tokens)[:tokens]
+    text = tokenizer.decode(ids)
+    assert tokenizer.encode(text) == ids
+    return text
+
+
 def build(ckpt: Path, layers: int, context: int, out: Path) -> dict:
     cmd = [sys.executable, "-m", "generator", "build", "--weights", str(ckpt), "--layers", str(layers),
-           "--context", str(context), "--prompt", "The quick brown fox jumps over the lazy dog", "-o", str(out)]
+           "--context", str(context), "--prompt", full_prompt(context), "-o", str(out)]
     # a fresh interpreter per build: peak RSS of that child alone
     code = ("import resource,subprocess,sys,time;t=time.perf_counter();"
             f"subprocess.run({cmd!r},check=True,stdout=subprocess.DEVNULL);"

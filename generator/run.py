@@ -1,6 +1,7 @@
 """`gpt2-workbook run`: the generation loop (generator/generate.py) on LibreOffice headless over UNO.
 
-The workbook is loaded once; every token is one recalculation of its formulas. Without `save` the
+The workbook is loaded and calculated once; then every token recalculates only the formulas its slot
+changes (its own rows and the prediction: LibreOffice's calculate(), not calculateAll()). Without `save` the
 input file is never written; with it the final state is stored to a temporary file beside the
 workbook and renamed over it.
 """
@@ -147,8 +148,8 @@ def run(path, settings: Settings, save: bool = False, out: Callable[[str], None]
         out(f"text: {gen.text}")
         out(gen.stop)
         if gen.steps:
-            out(f"{gen.seconds_per_token:.2f} s per token (recalculation of the whole workbook in LibreOffice, "
-                f"reading its {book.n_vocab:,} logits, writing the token)")
+            out(f"{gen.seconds_per_token:.2f} s per token (LibreOffice recalculating the new token's rows and the "
+                f"prediction, the first token the whole workbook; reading {book.n_vocab:,} logits; writing the token)")
         if save:
             book.recalculate()   # the saved file's cached values show the final state
             seconds = save_over(lo, path)

@@ -23,8 +23,8 @@ def add_flops_sheet(plan: Plan, config: GPT2Config) -> Sheet:
     s.put(0, 0, s.title, style="title")
     s.put(1, 0, fl.CONVENTION)
     s.put(2, 0, "T is the number of token ids filled in on the tokens sheet: change them and every count below "
-                "follows. The workbook evaluates all n_ctx slots anyway (empty ones on token 0); the last column "
-                "of the table counts that.")
+                "follows. Empty slots compute nothing; the last column of the table counts the work with all "
+                "n_ctx slots filled.")
 
     def named(name: str, row: int, col: int, formula: str, style: str | None = "count") -> str:
         s.put(row, col, formula=formula, style=style)
@@ -41,7 +41,7 @@ def add_flops_sheet(plan: Plan, config: GPT2Config) -> Sheet:
     s.put(row, 2, formula="n_tokens", style="count")
     row += 1
     s.put(row, 0, "n_ctx", style="label")
-    s.put(row, 1, "token slots the workbook evaluates")
+    s.put(row, 1, "token slots of the workbook")
     named("n_ctx", row, 2, "ROWS(token_ids)")
     for symbol, source in sources.items():
         row += 1
@@ -84,7 +84,7 @@ def add_flops_sheet(plan: Plan, config: GPT2Config) -> Sheet:
     row += 1
     heads = ["stage", "operation", "shapes", "count (every operation)", "FLOPs per layer, or once", "x",
              "FLOPs", "matrix-multiply part", "matmul only, logits at last position",
-             "matmul only, logits at all positions", "FLOPs, all n_ctx slots (T = n_ctx)"]
+             "matmul only, logits at all positions", "FLOPs, all n_ctx slots filled (T = n_ctx)"]
     for col, head in enumerate(heads):
         s.put(row, col, head, style="header")
     first = row + 1
