@@ -178,6 +178,11 @@ class LibreOffice:
         Changes only the loaded copy's page style; the workbook file is never written."""
         return self._call("export_pdf", path=os.path.abspath(path), range=range)["seconds"]
 
+    def auto_calculate(self, on: bool) -> None:
+        """Switch the loaded document's automatic calculation (on after loading): when off, edits change
+        nothing computed until calculate()."""
+        self._call("autocalc", on=bool(on))
+
     def stats(self) -> dict:
         """{"pid", "peak_rss", "rss"} of the soffice.bin process, in bytes."""
         return {k: v for k, v in self._call("stats").items() if k != "ok"}

@@ -17,6 +17,7 @@ stdin and writes one JSON reply per line on stdout. Nothing else ever goes to st
     {"op":"save","path":"/abs/out.xlsx"[,"filter":f]}    -> {"ok":true,"seconds":s}   (default: xlsx)
     {"op":"export_pdf","path":"/abs/out.pdf","range":r}  -> {"ok":true,"seconds":s}   (only r, on one page of
                                                             its size; the workbook itself is never saved)
+    {"op":"autocalc","on":false}                         -> {"ok":true}   (doc.enableAutomaticCalculation)
     {"op":"stats"}                                       -> {"ok":true,"pid":p,"peak_rss":b,"rss":b}
     {"op":"close"}                                       -> {"ok":true}, then soffice is stopped and we exit
     any failure                                          -> {"ok":false,"error":"..."} (the bridge keeps serving)
@@ -212,6 +213,10 @@ class Office:
                                        props(FilterName="calc_pdf_Export", FilterData=filter_data)))
         return {"seconds": time.monotonic() - t0}
 
+    def autocalc(self, on):
+        self.need_doc().enableAutomaticCalculation(bool(on))
+        return {}
+
     def stats(self):
         pid = self.soffice_bin_pid()
         status = {}
@@ -308,6 +313,8 @@ def serve(office: Office, inp, out):
                 res = office.save(req["path"], req.get("filter"))
             elif op == "export_pdf":
                 res = office.export_pdf(req["path"], req["range"])
+            elif op == "autocalc":
+                res = office.autocalc(req["on"])
             elif op == "stats":
                 res = office.stats()
             else:

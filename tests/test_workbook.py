@@ -24,12 +24,16 @@ def recalculated(lo, path, *names):
     return [lo.read_array(name) for name in names]
 
 
-def check_against_reference(lo, path, config, params, ids, n_ctx, vocab):
-    """Logits, top-1 and intermediate activations of the workbook equal the reference's."""
+def check_against_reference(lo, path, config, params, ids, n_ctx, vocab, calculate=True):
+    """Logits, top-1 and intermediate activations of the workbook equal the reference's (loaded and fully
+    recalculated first, or with calculate=False as LibreOffice has them now)."""
     n = len(ids)
     trace = {}
     ref = reference.forward(ids, params, config, trace)
-    logits, embed, ln_f = recalculated(lo, path, "logits", "embed", "ln_f")
+    if calculate:
+        logits, embed, ln_f = recalculated(lo, path, "logits", "embed", "ln_f")
+    else:
+        logits, embed, ln_f = (lo.read_array(name) for name in ("logits", "embed", "ln_f"))
     assert logits.shape == (config.n_vocab, 1)
     np.testing.assert_allclose(logits[:, 0], ref[-1], atol=TOL, rtol=0)
     np.testing.assert_allclose(embed[:n], trace["embed"], atol=TOL, rtol=0)
@@ -138,3 +142,23 @@ def test_full_gpt2_small_widths(lo, tmp_path):
     model = load_model(tmp_path / "gpt2")
     check_against_reference(lo, path, config, model.params, tokenizer.encode("The spreadsheet is all"), 6,
                             tokenizer.vocabulary())
+
+
+def test_recalculating_only_what_changed(lo, tmp_path):
+    """Edits followed by LibreOffice's calculate() (only formulas whose inputs changed, what generation and
+    Excel's Calculate use) give the reference's numbers: appending a token, changing an earlier one,
+    emptying the last slots."""
+    config = GPT2Config(2, 24, 3, n_vocab=90, n_positions=8)
+    save_checkpoint(tmp_path / "ckpt", config, random_params(config, seed=11))
+    model = load_model(tmp_path / "ckpt")
+    vocab = [f"t{i}" for i in range(config.n_vocab)]
+    path = write_workbook(build_plan(config, 6, vocab, [3, 14, 15]), model.params, tmp_path / "edit.xlsx")
+    lo.load(path)
+    lo.calculate()
+    lo.auto_calculate(False)   # edits alone change nothing computed: calculate() must do the work
+    for first_row, values, ids in ((3, [[9]], [3, 14, 15, 9]),                # append (a generation step)
+                                   (1, [[27]], [3, 27, 15, 9]),               # change an earlier token
+                                   (2, [[None], [None]], [3, 27])):           # empty the last slots
+        lo.write("token_ids", values, first_row)
+        lo.calculate(dirty_only=True)
+        check_against_reference(lo, path, config, model.params, ids, 6, vocab, calculate=False)
