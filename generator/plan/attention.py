@@ -35,8 +35,8 @@ def add_attention_sheet(plan: Plan, config: GPT2Config, layer: int, x: Range, w:
     s.put(0, 0, f"{s.title}: x'[t] = x[t] + concat_h(softmax(q_h[t] k_h[0..t]^T / sqrt({d})) v_h[0..t]) W_proj + b_proj",
           style="title")
     stack = Stack(s)
-    row = lambda block, t, col=0, cols=None: block.sub(row=t, rows=1, col=col, cols=cols).ref(s.name)  # noqa: E731
-    upto = lambda block, t, col=0, cols=None: block.sub(rows=t + 1, col=col, cols=cols).ref(s.name)    # noqa: E731
+    row = lambda block, t, cols=None: block.sub(row=t, rows=1, cols=cols).ref(s.name)  # row t (its first cols)
+    upto = lambda block, t: block.sub(rows=t + 1).ref(s.name)                          # rows 0..t
 
     ln = stack.section(f"a = ln_1(x): layer norm of {x.sheet}", T, C)
     add_layer_norm(plan, s, x, ln, w[p + "ln_1.weight"], w[p + "ln_1.bias"], config.layer_norm_epsilon)

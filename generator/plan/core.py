@@ -155,10 +155,6 @@ class Plan:
         self.names[name] = target
         return name
 
-    def name_of(self, target: Range) -> str:
-        """The defined name of `target`, or its A1 reference when it has none."""
-        return next((n for n, r in self.names.items() if r == target), target.a1())
-
     def sheet(self, name: str) -> Sheet:
         return next(s for s in self.sheets if s.name == name)
 
