@@ -4,7 +4,7 @@ from __future__ import annotations
 from ..config import GPT2Config
 from . import formulas as f
 from .core import Plan, Range, Sheet, Stack
-from .inputs import per_slot
+from .inputs import per_slot, slot
 
 
 def add_embedding_sheet(plan: Plan, config: GPT2Config, n_ctx: int) -> Range:
@@ -14,8 +14,7 @@ def add_embedding_sheet(plan: Plan, config: GPT2Config, n_ctx: int) -> Range:
     s.put(0, 0, s.title, style="title")
     x = Stack(s).section("x (token + position embedding)", n_ctx, config.n_embd)
     label_rows(s, x)
-    ids = plan.names["token_ids"]
-    per_slot(plan, s, x, lambda t: f.embedding("wte", ids.row_range(t).a1(), "wpe", t))
+    per_slot(plan, s, x, lambda t: f.embedding("wte", slot(plan, t), "wpe", t))
     plan.name("embed", x)
     s.freeze = (2, 1)
     return x
